@@ -1,0 +1,64 @@
+# rollback-drill: `make drill` runs a full drill on the embedded default; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):/usr/local/go/bin:$(PATH)
+# Loopback only, and no reaper image (it cannot be pulled where there is no registry; the drill cleans up itself).
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
+PYTEST_FLAGS ?= -q
+
+.PHONY: help venv docker toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
+
+help:
+	@echo "make drill      a full drill (Phase 7, mass-failure) on the local control plane; evidence under reports/"
+	@echo "make test       lint, types, import contract, unit tests and features (installs what it needs)"
+	@echo "make test-kind  the @kind scenarios (needs Docker and a kind node image)"
+	@echo "make bench      benchmarks, written to reports/bench/"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+docker:
+	@scripts/ensure-docker.sh
+
+toolchain: venv
+	$(BIN)/rollback-drill toolchain
+
+prerequisites: venv docker toolchain
+
+lint: venv
+	$(BIN)/ruff check src tests steps fixtures conftest.py benchmarks
+
+types: venv
+	$(BIN)/mypy
+
+contracts: venv
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest tests $(PYTEST_FLAGS)
+
+features: prerequisites
+	$(BIN)/pytest features -m "not kind" $(PYTEST_FLAGS)
+
+test: prerequisites lint types contracts
+	$(BIN)/pytest tests features -m "not kind" $(PYTEST_FLAGS)
+
+drill: prerequisites
+	$(BIN)/rollback-drill run --phase 7 --incident mass-failure
+
+test-kind: prerequisites
+	$(BIN)/pytest features -m kind $(PYTEST_FLAGS)
+
+bench: prerequisites
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,261 @@
+"""The `rollback-drill` command.
+
+Exit codes (CONVENTIONS): 0 done, 1 the drill ran and failed, 2 bad input or
+refused (one line on stderr naming the problem and the fix), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rollback_drill import environment
+from rollback_drill.errors import DrillError, InputError, ToolchainError, VerificationFailed
+from rollback_drill.options import register
+from rollback_drill.targets.cluster import TARGETS
+from rollback_drill.taskdb.providers import PROVIDERS
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _progress(message: str) -> None:
+    print(f"[env] {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_env_up(args: argparse.Namespace) -> int:
+    name = args.name or environment.new_env_name()
+    started = time.monotonic()
+    state = environment.bring_up(
+        name,
+        target=args.target,
+        taskdb=args.taskdb,
+        binaries_dir=Path(args.binaries_dir) if args.binaries_dir else None,
+        progress=_progress,
+    )
+    if args.json:
+        print(json.dumps(state.public(), indent=2))
+        return EXIT_OK
+    db = state.taskdb_handle()
+    print(f"environment {name} is up in {time.monotonic() - started:.1f}s")
+    print(f"  kubeconfig:  {state.kubeconfig}")
+    print(f"  server:      {state.server_version}  fingerprint {state.fingerprint}")
+    if db is not None:
+        print(f"  taskdb:      {db.redacted_dsn} ({db.provider})")
+    for part, seconds in state.timings_s.items():
+        print(f"  {part + ':':<22} {seconds:.1f}s")
+    print(f"use it:  export KUBECONFIG={state.kubeconfig}   |   remove it:  rollback-drill env down --name {name}")
+    return EXIT_OK
+
+
+def _cmd_env_status(args: argparse.Namespace) -> int:
+    states = [environment.EnvironmentState.load(args.name)] if args.name else list(environment.iter_states())
+    if args.json:
+        payload = [s.public() for s in states]
+        print(json.dumps(payload[0] if args.name else payload, indent=2))
+        return EXIT_OK
+    if not states:
+        print("no drill environments (create one with `rollback-drill env up --name NAME`)")
+    for state in states:
+        db = state.taskdb_handle()
+        print(f"{state.name}: target {state.target}, {state.server_version or 'not up'}, created {state.created_at}")
+        print(f"  kubeconfig  {state.kubeconfig}")
+        print(f"  fingerprint {state.fingerprint}")
+        if db is not None:
+            print(f"  taskdb      {db.redacted_dsn} ({db.provider})")
+        for service, info in state.services.items():
+            print(f"  {service:<11} {info.get('url', '')} pid {info.get('pid')}")
+    return EXIT_OK
+
+
+def _cmd_env_down(args: argparse.Namespace) -> int:
+    names = [s.name for s in environment.iter_states()] if args.all else [args.name]
+    if not names or names == [None]:
+        raise InputError("env down needs --name NAME (or --all); `rollback-drill env status` lists them")
+    for name in names:
+        state = environment.EnvironmentState.load(name)
+        forced = environment.tear_down(state)
+        suffix = f" (had to kill {', '.join(forced)})" if forced else ""
+        print(f"environment {name} removed{suffix}")
+    return EXIT_OK
+
+
+def _cmd_toolchain(args: argparse.Namespace) -> int:
+    from rollback_drill.toolchain.build import cached_status  # noqa: PLC0415 - keeps `--help` fast
+
+    if args.check:
+        status = cached_status()
+        for component, ready in status.items():
+            print(f"{component}: {'cached' if ready else 'missing'}")
+        return EXIT_OK if all(status.values()) else EXIT_FAILED
+    started = time.monotonic()
+    binaries = environment.ensure_toolchain(Path(args.binaries_dir) if args.binaries_dir else None)
+    print(f"toolchain ready in {time.monotonic() - started:.1f}s: {', '.join(sorted(binaries))}")
+    return EXIT_OK
+
+
+def _check(label: str, ok: bool, detail: str, fix: str) -> bool:
+    mark = "ok  " if ok else "MISS"
+    print(f"[{mark}] {label}: {detail}" + ("" if ok else f"\n       fix: {fix}"))
+    return ok
+
+
+def _cmd_doctor(_args: argparse.Namespace) -> int:
+    from rollback_drill.toolchain.build import cache_dir, cached_status  # noqa: PLC0415
+    from rollback_drill.toolchain.images import docker_reachable, image_present, offline_postgres_tag  # noqa: PLC0415
+
+    results = []
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    results.append(
+        _check("Go", go is not None, go or "not found", "install Go >= 1.24 (needed once, to build the control plane)")
+    )
+    status = cached_status()
+    results.append(
+        _check(
+            "control-plane binaries",
+            all(status.values()),
+            ", ".join(f"{k} {'cached' if v else 'missing'}" for k, v in status.items()),
+            "run `rollback-drill toolchain` (builds from the Go module proxy; tens of minutes the first time)",
+        )
+    )
+    cache = cache_dir()
+    writable = os.access(cache if cache.exists() else cache.parent if cache.parent.exists() else Path.home(), os.W_OK)
+    results.append(_check("cache directory", writable, str(cache), "set ROLLBACK_DRILL_CACHE to a writable directory"))
+    docker_ok, docker_detail = docker_reachable()
+    results.append(
+        _check(
+            "Docker engine",
+            docker_ok,
+            docker_detail,
+            "run `make docker` (Debian: installs docker.io, starts dockerd --ip 127.0.0.1), or use --taskdb local",
+        )
+    )
+    if docker_ok:
+        image = "postgres:15" if image_present("postgres:15") else offline_postgres_tag()
+        results.append(
+            _check(
+                "TaskDB image",
+                image_present(image),
+                image,
+                "run `rollback-drill toolchain` (builds it offline from Debian's postgresql-15)",
+            )
+        )
+    for tool in ("pg_dump", "psql"):
+        found = shutil.which(tool)
+        results.append(_check(tool, found is not None, found or "not found", "apt-get install postgresql-client-15"))
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 0))
+            free = True
+        except OSError:
+            free = False
+    results.append(
+        _check(
+            "loopback ports",
+            free,
+            "127.0.0.1 accepts listeners" if free else "cannot bind",
+            "check the loopback interface",
+        )
+    )
+    state = environment.state_home()
+    results.append(
+        _check(
+            "state directory",
+            os.access(state if state.exists() else state.parent if state.parent.exists() else Path.home(), os.W_OK),
+            str(state),
+            "set XDG_STATE_HOME to a writable directory",
+        )
+    )
+    return EXIT_OK if all(results) else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollback-drill", description="Rehearse runbook RB-LAUNCH-002 (rollback to pilot scope) for real."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    env = sub.add_parser("env", help="create, inspect and remove drill environments")
+    env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")
+    up = env_sub.add_parser("up", help="bring up a cluster and a TaskDB")
+    up.add_argument("--name", help="environment name (default: a new drill-<timestamp> name)")
+    up.add_argument("--target", choices=TARGETS, default="local")
+    up.add_argument("--taskdb", choices=PROVIDERS, default="container")
+    up.add_argument("--binaries-dir", help="directory with prebuilt control-plane binaries")
+    up.add_argument("--json", action="store_true", help="print one JSON object")
+    up.set_defaults(func=_cmd_env_up)
+    status = env_sub.add_parser("status", help="show environments")
+    status.add_argument("--name")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_env_status)
+    down = env_sub.add_parser("down", help="remove an environment and everything it started")
+    down.add_argument("--name")
+    down.add_argument("--all", action="store_true")
+    down.set_defaults(func=_cmd_env_down)
+
+    toolchain = sub.add_parser("toolchain", help="build (or find cached) control-plane binaries and the TaskDB image")
+    toolchain.add_argument("--binaries-dir")
+    toolchain.add_argument("--check", action="store_true", help="only report what is cached")
+    toolchain.set_defaults(func=_cmd_toolchain)
+
+    doctor = sub.add_parser("doctor", help="check every prerequisite and print the fix for each missing one")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    run = sub.add_parser("run", help="run the drill (pytest-bdd underneath)")
+    register(run.add_argument)
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rollback_drill.run import run_drill  # noqa: PLC0415 - imports the runner only when running
+
+    return run_drill(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("rollback-drill: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except InputError as exc:
+        print(f"rollback-drill: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except ToolchainError as exc:
+        # A missing prerequisite: the first line says what and how to fix it; a build log may follow.
+        from rollback_drill.evidence.redact import redact_text  # noqa: PLC0415
+
+        print(f"rollback-drill: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_INPUT
+    except VerificationFailed as exc:
+        print(f"rollback-drill: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except DrillError as exc:
+        print(f"rollback-drill: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    from rollback_drill.evidence.redact import redact_text  # noqa: PLC0415
+
+    lines = str(exc).strip().splitlines()
+    head = lines[0] if lines else type(exc).__name__
+    return redact_text(head + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""A drill environment: a cluster plus a TaskDB, created, recorded in a state file, and removed.
+
+``rollback-drill env up --name NAME`` and the pytest fixtures both go through
+``bring_up``; ``tear_down`` removes everything the state records. The state file
+(``$XDG_STATE_HOME/rollback-drill/envs/NAME.json``, mode 0600) is written before
+anything is started and updated after each part, so a crash at any point still
+leaves a record that ``env down`` can clean up from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollback_drill.errors import ConfigError, InputError
+from rollback_drill.targets import local
+from rollback_drill.targets.cluster import Cluster, TargetKind, identify
+from rollback_drill.taskdb import providers
+from rollback_drill.taskdb.providers import ProviderName, TaskDB
+from rollback_drill.timing.wait import wait_until
+from rollback_drill.toolchain.build import ensure_binaries
+from rollback_drill.toolchain.images import ensure_postgres_image
+
+DRILL_NAMESPACES = ("production", "staging", "monitoring")
+
+
+def state_home() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "rollback-drill"
+
+
+def envs_dir() -> Path:
+    return state_home() / "envs"
+
+
+def state_path(name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"environment name {name!r} is not valid; use letters, digits and dashes")
+    return envs_dir() / f"{name}.json"
+
+
+@dataclass
+class EnvironmentState:
+    """What an environment is made of; written to the state file as it comes up."""
+
+    name: str
+    target: TargetKind
+    directory: str
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    kubeconfig: str | None = None
+    context: str | None = None
+    fingerprint: str | None = None
+    server_version: str | None = None
+    control_plane: dict[str, Any] | None = None
+    taskdb: dict[str, Any] | None = None
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Processes started beside the cluster (FlowEngine simulator, notification sinks): name -> {pid, port, url}."""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def save(self) -> None:
+        path = state_path(self.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, name: str) -> EnvironmentState:
+        path = state_path(name)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            known = ", ".join(sorted(p.stem for p in envs_dir().glob("*.json"))) or "none"
+            raise InputError(
+                f"no drill environment named {name!r} (known: {known}); create it with `rollback-drill env up --name {name}`"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"state file {path} is not valid JSON ({exc}); remove it after checking nothing is running"
+            ) from exc
+        return cls(**data)
+
+    def taskdb_handle(self) -> TaskDB | None:
+        return TaskDB.from_state(self.taskdb) if self.taskdb else None
+
+    def cluster(self) -> Cluster:
+        if not (self.kubeconfig and self.fingerprint and self.server_version):
+            raise InputError(
+                f"environment {self.name!r} has no cluster yet (its start-up did not finish); run `rollback-drill env down --name {self.name}`"
+            )
+        return Cluster(
+            kind=self.target,
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+            server=self.fingerprint.split("#", 1)[0],
+            fingerprint=self.fingerprint,
+            server_version=self.server_version,
+            created_by_drill=True,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """For `env status --json` and `env up --json`: never the password."""
+        db = self.taskdb_handle()
+        return {
+            "name": self.name,
+            "target": self.target,
+            "kubeconfig": self.kubeconfig,
+            "server_version": self.server_version,
+            "fingerprint": self.fingerprint,
+            "taskdb": db.public() if db else None,
+            "services": {k: {key: v for key, v in s.items() if key != "token"} for k, s in self.services.items()},
+            "created_at": self.created_at,
+            "timings_s": self.timings_s,
+        }
+
+
+def known_drill_fingerprints() -> frozenset[str]:
+    """Every cluster listed in a state file counts as created by the drill."""
+    found = set()
+    for path in envs_dir().glob("*.json"):
+        with suppress(OSError, json.JSONDecodeError):
+            fingerprint = json.loads(path.read_text()).get("fingerprint")
+            if fingerprint:
+                found.add(str(fingerprint))
+    return frozenset(found)
+
+
+def new_env_name() -> str:
+    return f"drill-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _timed(state: EnvironmentState, part: str, progress: Callable[[str], None], fn: Callable[[], Any]) -> Any:
+    started = time.monotonic()
+    progress(f"{part} ...")
+    result = fn()
+    state.timings_s[part] = round(time.monotonic() - started, 2)
+    progress(f"{part}: {state.timings_s[part]:.1f}s")
+    return result
+
+
+def _prepare_cluster(kubeconfig: str) -> None:
+    """Fake nodes for kwok, the drill namespaces, and a wait for what a fresh cluster creates lazily."""
+    from rollback_drill.targets.cluster import api_client  # noqa: PLC0415 - avoid a cycle at import
+
+    api = api_client(kubeconfig)
+    try:
+        core = client.CoreV1Api(api)
+        for index in range(local.NODE_COUNT):
+            with suppress(ApiException):
+                core.create_node(local.fake_node_manifest(f"kwok-node-{index}"))  # type: ignore[arg-type] # a manifest dict is accepted
+
+        def nodes_ready() -> bool:
+            nodes = core.list_node().items
+            ready = [
+                n
+                for n in nodes
+                if n.status and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            ]
+            return len(ready) >= local.NODE_COUNT
+
+        wait_until(
+            nodes_ready,
+            timeout_s=60,
+            describe=f"{local.NODE_COUNT} kwok nodes Ready",
+            hint="see kwok.log in the environment directory",
+        )
+        for name in DRILL_NAMESPACES:
+            try:
+                core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+        def default_service_accounts() -> bool:
+            for namespace in ("default", *DRILL_NAMESPACES):
+                try:
+                    core.read_namespaced_service_account("default", namespace)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return False
+                    raise
+            return True
+
+        wait_until(
+            default_service_accounts,
+            timeout_s=60,
+            describe="the default ServiceAccount in every drill namespace",
+            hint="the controller manager creates them; see kube-controller-manager.log",
+        )
+    finally:
+        api.close()
+
+
+def bring_up(
+    name: str,
+    *,
+    target: TargetKind = "local",
+    taskdb: ProviderName = "container",
+    binaries_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> EnvironmentState:
+    """Create a cluster and a TaskDB. On failure, whatever was started is removed again."""
+    if target == "kind":
+        raise ConfigError("--target kind is not available yet: the kind target is not built; use --target local")
+    if target == "kubeconfig":
+        raise ConfigError(
+            "`env up` creates environments; a --target kubeconfig cluster already exists and is used with `rollback-drill run --target kubeconfig`"
+        )
+    path = state_path(name)
+    if path.exists():
+        raise InputError(
+            f"a drill environment named {name!r} already exists ({path}); use it with --env {name} or remove it with `rollback-drill env down --name {name}`"
+        )
+    directory = state_home() / "envs" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    state = EnvironmentState(name=name, target=target, directory=str(directory))
+    state.save()
+    try:
+        binaries = _timed(state, "binaries", progress, lambda: ensure_binaries(binaries_dir))
+        plane = _timed(state, "control plane", progress, lambda: local.start(directory / "cluster", binaries))
+        state.control_plane = plane.to_state()
+        state.kubeconfig = plane.kubeconfig
+        state.save()
+        _timed(state, "nodes and namespaces", progress, lambda: _prepare_cluster(plane.kubeconfig))
+        cluster = identify(target, plane.kubeconfig, created_by_drill=True)
+        state.fingerprint = cluster.fingerprint
+        state.server_version = cluster.server_version
+        state.save()
+        db = _timed(state, "taskdb", progress, lambda: _start_taskdb(taskdb, directory, name))
+        state.taskdb = db.to_state()
+        state.save()
+    except BaseException:
+        tear_down(state)
+        raise
+    return state
+
+
+def _start_taskdb(provider: ProviderName, directory: Path, name: str) -> TaskDB:
+    if provider == "container":
+        return providers.start_container(ensure_postgres_image(), label=name)
+    if provider == "local":
+        return providers.start_local(directory / "taskdb")
+    if provider == "dsn":
+        return providers.from_dsn()
+    raise ConfigError(f"--taskdb {provider!r} is not one of {', '.join(providers.PROVIDERS)}")
+
+
+def tear_down(state: EnvironmentState) -> list[str]:
+    """Remove everything the state records; return what needed force. Safe to call twice."""
+    forced: list[str] = []
+    for service_name, service in state.services.items():
+        pid = int(service.get("pid", 0))
+        if pid:
+            forced += [
+                f"{service_name}:{n}" for n in local.stop_processes((local.LocalProcess(service_name, pid, ""),))
+            ]
+    db = state.taskdb_handle()
+    if db is not None:
+        providers.stop(db)
+    if state.control_plane:
+        forced += local.stop(local.LocalControlPlane.from_state(state.control_plane))
+    shutil.rmtree(state.directory, ignore_errors=True)
+    with suppress(FileNotFoundError):
+        state_path(state.name).unlink()
+    return forced
+
+
+def iter_states() -> Iterator[EnvironmentState]:
+    for path in sorted(envs_dir().glob("*.json")):
+        with suppress(InputError, TypeError):
+            yield EnvironmentState.load(path.stem)
+
+
+def ensure_toolchain(binaries_dir: Path | None = None) -> dict[str, Path]:
+    """Build (or find) the binaries and the TaskDB image ahead of time: `make test` calls this first."""
+    binaries = ensure_binaries(binaries_dir)
+    ensure_postgres_image()
+    return binaries

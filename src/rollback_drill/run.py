@@ -1,0 +1,60 @@
+"""`rollback-drill run`: the drill's features under pytest, with the same options.
+
+The drill is pytest-bdd underneath so that `pytest features/drill.feature --incident X`
+and `rollback-drill run --incident X` are one and the same run. This module only
+translates the parsed options back into pytest arguments and maps pytest's exit
+code onto the command's (CONVENTIONS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rollback_drill.errors import InputError
+from rollback_drill.options import OPTIONS
+
+_PYTEST_TO_CLI = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 2}
+"""pytest: 0 ok, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected."""
+
+
+def project_root() -> Path:
+    """Where features/ lives: the working directory if it has them, else the source checkout."""
+    for candidate in (Path.cwd(), Path(str(resources.files("rollback_drill"))).parents[1]):
+        if (candidate / "features" / "test_drill.py").is_file() and (candidate / "conftest.py").is_file():
+            return candidate
+    raise InputError("cannot find features/drill.feature; run `rollback-drill run` from the rollback-drill checkout")
+
+
+def pytest_argv(args: argparse.Namespace) -> list[str]:
+    argv: list[str] = []
+    for option in OPTIONS:
+        value = getattr(args, option.dest, None)
+        if option.is_flag:
+            if value:
+                argv.append(option.flag)
+        elif value is not None and value != option.default:
+            argv += [option.flag, str(value)]
+    return argv
+
+
+def run_drill(args: argparse.Namespace) -> int:
+    root = project_root()
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(root / "features" / "test_drill.py"),
+        "-p",
+        "no:cacheprovider",
+        *pytest_argv(args),
+        *args.pytest_args,
+    ]
+    code = subprocess.call(argv, cwd=root, env=dict(os.environ))
+    if code < 0:
+        return 130
+    return _PYTEST_TO_CLI.get(code, 1)

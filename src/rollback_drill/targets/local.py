@@ -1,0 +1,367 @@
+"""The `local` target: a real control plane from Go-built binaries, with kwok playing the nodes.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as plain
+processes, each bound to 127.0.0.1, each in its own session so that the environment
+outlives the command that started it (``env up``) and is stopped by PID (``env down``).
+RBAC authorization is on; the drill talks to the API server with an admin client
+certificate (group system:masters) written into the environment's kubeconfig.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from rollback_drill.errors import ToolchainError, WaitTimeout
+from rollback_drill.targets.pki import Pki, create_pki
+from rollback_drill.taskdb.providers import free_port
+
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+NODE_COUNT = 3
+"""Three fake nodes: enough for the pilot's 3 replicas to spread as on a real cluster."""
+SERVICE_CIDR = "10.96.0.0/12"
+"""Only an allocation range inside the API server; nothing routes to it."""
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    name: str
+    pid: int
+    log: str
+
+
+@dataclass(frozen=True)
+class LocalControlPlane:
+    """What was started, enough to reach it and to stop it from another process."""
+
+    directory: str
+    kubeconfig: str
+    server: str
+    ports: Mapping[str, int]
+    processes: tuple[LocalProcess, ...] = field(default=())
+
+    def to_state(self) -> dict[str, object]:
+        return {
+            "directory": self.directory,
+            "kubeconfig": self.kubeconfig,
+            "server": self.server,
+            "ports": dict(self.ports),
+            "processes": [{"name": p.name, "pid": p.pid, "log": p.log} for p in self.processes],
+        }
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, object]) -> LocalControlPlane:
+        processes = tuple(LocalProcess(**p) for p in data["processes"])  # type: ignore[attr-defined]
+        return cls(
+            directory=str(data["directory"]),
+            kubeconfig=str(data["kubeconfig"]),
+            server=str(data["server"]),
+            ports=dict(data["ports"]),  # type: ignore[call-overload]
+            processes=processes,
+        )
+
+
+def write_kubeconfig(path: Path, server: str, pki: Pki, *, context: str = "rollback-drill") -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}],
+        "users": [
+            {
+                "name": "rollback-drill-admin",
+                "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)},
+            }
+        ],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": "rollback-drill-admin"}}],
+        "current-context": context,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def kwok_stages_path(directory: Path, extra_stages: str = "") -> Path:
+    """kwok's stock node and pod stages, plus the drill's own (a Stage given by --config replaces all defaults)."""
+    stages = resources.files("rollback_drill.data").joinpath("kwok/stages-default.yaml").read_text()
+    path = directory / "kwok-stages.yaml"
+    path.write_text(stages + ("\n---\n" + extra_stages if extra_stages else ""))
+    return path
+
+
+def _spawn(name: str, argv: list[str], directory: Path) -> LocalProcess:
+    log = directory / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=directory,
+        )
+    return LocalProcess(name=name, pid=proc.pid, log=str(log))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is dead for our purposes; reap it if it is ours.
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return _not_zombie(pid)
+    return waited == 0
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _log_tail(process: LocalProcess, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(process.log).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_http(url: str, process: LocalProcess, timeout_s: float, context: ssl.SSLContext | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if not _alive(process.pid):
+            raise ToolchainError(
+                f"{process.name} exited during start-up; last lines of {process.log}:\n{_log_tail(process)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise WaitTimeout(
+        f"{process.name} was not ready at {url} within {timeout_s:.0f}s (last: {last}); "
+        f"see {process.log}:\n{_log_tail(process)}"
+    )
+
+
+def _require_alive(processes: list[LocalProcess]) -> None:
+    for process in processes:
+        if not _alive(process.pid):
+            raise ToolchainError(
+                f"{process.name} exited during start-up; last lines of {process.log}:\n{_log_tail(process)}"
+            )
+
+
+def _admin_ssl_context(pki: Pki) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    return context
+
+
+def start(
+    directory: Path, binaries: Mapping[str, Path], *, extra_stages: str = "", timeout_s: float = 90.0
+) -> LocalControlPlane:
+    """Start etcd, the API server, the controller manager, the scheduler and kwok; return when /readyz is ok.
+
+    On any failure everything already started is stopped before the error propagates.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = create_pki(directory / "pki")
+    ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kwok")}
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    kubeconfig = directory / "kubeconfig"
+    write_kubeconfig(kubeconfig, server, pki)
+    started: list[LocalProcess] = []
+    try:
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+        etcd = _spawn(
+            "etcd",
+            [
+                str(binaries["etcd"]),
+                "--name=drill",
+                f"--data-dir={directory / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=drill={peer_url}",
+                # A throwaway drill cluster: durability across power loss is not worth the fsync latency.
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=1073741824",
+                "--log-level=warn",
+            ],
+            directory,
+        )
+        started.append(etcd)
+        _wait_http(f"{etcd_url}/health", etcd, timeout_s)
+
+        apiserver = _spawn(
+            "kube-apiserver",
+            [
+                str(binaries["kube-apiserver"]),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={pki.server_cert}",
+                f"--tls-private-key-file={pki.server_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={pki.admin_cert}",
+                f"--kubelet-client-key={pki.admin_key}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--event-ttl=1h",
+                # A drill cluster has no load balancer to drain: stop at once on SIGTERM.
+                "--shutdown-delay-duration=0s",
+                "--v=1",
+            ],
+            directory,
+        )
+        started.append(apiserver)
+        _wait_http(f"{server}/readyz", apiserver, timeout_s, _admin_ssl_context(pki))
+
+        started.append(
+            _spawn(
+                "kube-controller-manager",
+                [
+                    str(binaries["kube-controller-manager"]),
+                    f"--kubeconfig={kubeconfig}",
+                    "--secure-port=0",
+                    "--leader-elect=false",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    f"--root-ca-file={pki.ca_cert}",
+                    "--use-service-account-credentials=true",
+                    # Finished pods and replica sets are garbage-collected quickly so repeated drills stay small.
+                    "--terminated-pod-gc-threshold=50",
+                    "--v=1",
+                ],
+                directory,
+            )
+        )
+        started.append(
+            _spawn(
+                "kube-scheduler",
+                [
+                    str(binaries["kube-scheduler"]),
+                    f"--kubeconfig={kubeconfig}",
+                    "--secure-port=0",
+                    "--leader-elect=false",
+                    "--v=1",
+                ],
+                directory,
+            )
+        )
+        stages = kwok_stages_path(directory, extra_stages)
+        started.append(
+            _spawn(
+                "kwok",
+                [
+                    str(binaries["kwok"]),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--config={stages}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={ports['kwok']}",
+                    f"--server-address=127.0.0.1:{ports['kwok']}",
+                    f"--tls-cert-file={pki.admin_cert}",
+                    f"--tls-private-key-file={pki.admin_key}",
+                    "--v=INFO",
+                ],
+                directory,
+            )
+        )
+        plane = LocalControlPlane(str(directory), str(kubeconfig), server, ports, tuple(started))
+        _require_alive(started)
+    except BaseException:
+        stop_processes(tuple(started))
+        raise
+    return plane
+
+
+def _terminate(process: LocalProcess, grace_s: float) -> bool:
+    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL; return True if SIGKILL was needed."""
+    if not _alive(process.pid):
+        return False
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _alive(process.pid):
+            return False
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(process.pid):
+        time.sleep(0.05)
+    return True
+
+
+def stop_processes(processes: tuple[LocalProcess, ...], grace_s: float = 10.0) -> list[str]:
+    """Stop in reverse start order, one at a time (the API server needs etcd to shut down cleanly).
+
+    Returns the names of the processes that ignored SIGTERM and had to be killed.
+    """
+    return [process.name for process in reversed(processes) if _terminate(process, grace_s)]
+
+
+def stop(plane: LocalControlPlane) -> list[str]:
+    return stop_processes(plane.processes)
+
+
+def fake_node_manifest(name: str) -> dict[str, object]:
+    """A node kwok manages: ready, schedulable, with room for every drill replica."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+            },
+        },
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        },
+    }
+
+
+def describe(plane: LocalControlPlane) -> str:
+    return json.dumps(plane.to_state(), indent=2)

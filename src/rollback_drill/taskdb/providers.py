@@ -1,0 +1,269 @@
+"""TaskDB provisioning: a real PostgreSQL 15, from a container, a local initdb, or a DSN.
+
+`container` (the default) runs testcontainers' PostgresContainer on the Docker
+engine; `local` runs initdb/pg_ctl in a directory of the environment; `dsn` uses
+an existing database (staging), whose DSN only ever comes from
+``ROLLBACK_DRILL_TASKDB_DSN``. Every provider listens on, or connects to,
+127.0.0.1 when it starts the server itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
+
+import psycopg
+
+from rollback_drill.errors import ConfigError, InputError, ToolchainError, WaitTimeout
+from rollback_drill.evidence.redact import add_secret
+
+ProviderName = Literal["container", "local", "dsn"]
+PROVIDERS: tuple[ProviderName, ...] = ("container", "local", "dsn")
+DSN_ENV = "ROLLBACK_DRILL_TASKDB_DSN"
+DATABASE = "flowengine_db"
+USER = "flowengine_user"
+"""The database and role the runbook's own commands name (`psql -U flowengine_user -d flowengine_db`)."""
+
+
+@dataclass(frozen=True)
+class TaskDB:
+    """Where TaskDB is and how to reach it. ``password`` never appears in repr or in ``public()``."""
+
+    provider: ProviderName
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+    container_id: str | None = None
+    data_dir: str | None = None
+    server_major: int | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{quote(self.user)}:{quote(self.password)}@{self.host}:{self.port}/{quote(self.database)}"
+
+    def dsn_for(self, database: str) -> str:
+        return f"postgresql://{quote(self.user)}:{quote(self.password)}@{self.host}:{self.port}/{quote(database)}"
+
+    @property
+    def redacted_dsn(self) -> str:
+        return f"postgresql://{self.user}:***@{self.host}:{self.port}/{self.database}"
+
+    def public(self) -> dict[str, object]:
+        """What may be printed or recorded: everything but the password."""
+        return {
+            "provider": self.provider,
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "user": self.user,
+        }
+
+    def to_state(self) -> dict[str, object]:
+        """For the environment's state file (mode 0600): the password is needed to reconnect."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, data: dict[str, object]) -> TaskDB:
+        return cls(**data)  # type: ignore[arg-type]
+
+    def connect(self, *, timeout_s: float = 5.0, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+        try:
+            return psycopg.connect(self.dsn, connect_timeout=max(1, int(timeout_s)), autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise InputError(
+                f"TaskDB at {self.redacted_dsn} is not reachable ({_first_line(exc)}); "
+                "check that it is running and the credentials are right"
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(db: TaskDB, timeout_s: float = 60.0) -> int:
+    """Wait until the server accepts a query; return its major version."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        try:
+            with psycopg.connect(db.dsn, connect_timeout=2, autocommit=True) as conn:
+                row = conn.execute("SHOW server_version_num").fetchone()
+                return int(str(row[0])) // 10000 if row else 0
+        except psycopg.OperationalError as exc:
+            last = _first_line(exc)
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"TaskDB at {db.redacted_dsn} did not accept connections within {timeout_s:.0f}s; last error: {last}"
+            )
+        time.sleep(min(0.3, max(0.0, deadline - time.monotonic())))
+
+
+# --- dsn ---------------------------------------------------------------------------------------
+
+
+def from_dsn(dsn: str | None = None) -> TaskDB:
+    """An existing TaskDB (staging). The DSN comes from ROLLBACK_DRILL_TASKDB_DSN, never the command line."""
+    value = dsn if dsn is not None else os.environ.get(DSN_ENV)
+    if not value:
+        raise ConfigError(
+            f"--taskdb dsn needs the DSN in the environment: export {DSN_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB"
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in {"postgresql", "postgres"} or not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(f"{DSN_ENV} is not a postgresql://USER:PASSWORD@HOST:PORT/DB URL")
+    password = unquote(parts.password or "")
+    add_secret(password)
+    db = TaskDB(
+        provider="dsn",
+        host=parts.hostname,
+        port=parts.port or 5432,
+        database=unquote(parts.path.strip("/")),
+        user=unquote(parts.username or ""),
+        password=password,
+    )
+    with db.connect() as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    return TaskDB(**{**asdict(db), "server_major": int(str(row[0])) // 10000 if row else None})
+
+
+# --- local -------------------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path:
+    candidates = [Path("/usr/lib/postgresql/15/bin")]
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    for candidate in candidates:
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    raise ToolchainError("--taskdb local needs PostgreSQL 15's initdb and pg_ctl: apt-get install postgresql-15")
+
+
+def start_local(data_root: Path) -> TaskDB:
+    """initdb + pg_ctl under ``data_root``, on a free 127.0.0.1 port, password authentication."""
+    bindir = _pg_bindir()
+    data_dir = data_root / "pgdata"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    add_secret(password)
+    pwfile = data_root / ".pwfile"
+    pwfile.write_text(password + "\n")
+    pwfile.chmod(0o600)
+    run_as = _postgres_user_prefix(data_root)
+    subprocess.run(
+        [*run_as, str(bindir / "initdb"), "-D", str(data_dir), "-E", "UTF8", "--locale=C.UTF-8", "-U", USER,
+         f"--pwfile={pwfile}", "--auth=scram-sha-256"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    pwfile.unlink()
+    port = free_port()
+    log = data_root / "postgres.log"
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t", "60",
+         "-o", f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data_root}", "start"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    bootstrap = TaskDB("local", "127.0.0.1", port, "postgres", USER, password, data_dir=str(data_dir))
+    with bootstrap.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    db = TaskDB("local", "127.0.0.1", port, DATABASE, USER, password, data_dir=str(data_dir))
+    return TaskDB(**{**asdict(db), "server_major": wait_ready(db)})
+
+
+def _postgres_user_prefix(data_root: Path) -> list[str]:
+    """initdb refuses to run as root; run it as the `postgres` user where we are root."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        import pwd  # noqa: PLC0415 - POSIX only, and only needed here
+
+        entry = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise ToolchainError(
+            "running as root, --taskdb local needs a `postgres` system user (apt-get install postgresql-15)"
+        ) from exc
+    for path in [data_root, *data_root.parents]:
+        if path == Path("/"):
+            break
+        if path.stat().st_uid == 0 and not (path.stat().st_mode & 0o001):
+            path.chmod(path.stat().st_mode | 0o011)
+    shutil.chown(data_root, entry.pw_uid, entry.pw_gid)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+
+
+def stop_local(db: TaskDB) -> None:
+    if not db.data_dir or not Path(db.data_dir).exists():
+        return
+    bindir = _pg_bindir()
+    run_as = _postgres_user_prefix(Path(db.data_dir).parent) if os.geteuid() == 0 else []
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", db.data_dir, "-m", "immediate", "-w", "stop"],
+        check=False, capture_output=True,
+    )  # fmt: skip
+
+
+# --- container ---------------------------------------------------------------------------------
+
+
+def start_container(image: str, *, label: str) -> TaskDB:
+    """PostgresContainer from testcontainers, published on 127.0.0.1 only.
+
+    The reaper (ryuk) image cannot be pulled where the registry is unreachable, so it is
+    disabled and the environment removes the container itself (``stop_container``).
+    """
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+    from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415 - imports docker; only the container provider needs it
+
+    password = secrets.token_urlsafe(18)
+    add_secret(password)
+    container = PostgresContainer(image, username=USER, password=password, dbname=DATABASE, driver=None)
+    container.with_kwargs(labels={"rollback-drill": label})
+    # docker-py accepts (host_ip, host_port); a random port on loopback only, whatever dockerd's --ip.
+    container.ports = {"5432/tcp": ("127.0.0.1", None)}  # type: ignore[dict-item] # docker-py takes (ip, port)
+    try:
+        container.start()
+    except Exception as exc:
+        raise ToolchainError(f"the TaskDB container ({image}) did not start: {_first_line(exc)}") from exc
+    wrapped = container.get_wrapped_container()
+    db = TaskDB(
+        provider="container",
+        host="127.0.0.1",
+        port=int(container.get_exposed_port(5432)),
+        database=DATABASE,
+        user=USER,
+        password=password,
+        container_id=str(wrapped.id),
+    )
+    return TaskDB(**{**asdict(db), "server_major": wait_ready(db)})
+
+
+def stop_container(db: TaskDB) -> None:
+    if db.container_id:
+        subprocess.run(["docker", "rm", "-f", "-v", db.container_id], check=False, capture_output=True)
+
+
+def stop(db: TaskDB) -> None:
+    """Remove what the drill started. A `dsn` database is never touched."""
+    if db.provider == "container":
+        stop_container(db)
+    elif db.provider == "local":
+        stop_local(db)
