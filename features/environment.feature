@@ -23,3 +23,11 @@ Feature: A real drill environment
     Given the TaskDB
     Then it reports PostgreSQL major version 15
     And a pg_dump of it restores into a scratch database with the same rows
+
+  Scenario: The identity guard refuses a cluster the drill did not create
+    Given a second control plane started outside any drill environment
+    When the drill is run against it with --target kubeconfig and no allowlist
+    Then the command exits with code 2 and one line naming the fingerprint and --cluster-allowlist
+    And no drill namespace was created on it
+    When its fingerprint is written to an allowlist file
+    Then "rollback-drill check-target" accepts it with that allowlist

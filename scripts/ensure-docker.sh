@@ -21,6 +21,12 @@ if ! command -v debootstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&
   # The offline TaskDB image is built with debootstrap when postgres:15 cannot be pulled.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
+# A dockerd killed with its session leaves its pid file behind, and a new one refuses to start.
+for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+    rm -f "$pidfile"
+  fi
+done
 log=/var/log/rollback-drill-dockerd.log
 echo "[docker] starting dockerd --ip 127.0.0.1 (log: $log) ..." >&2
 nohup dockerd --ip 127.0.0.1 >"$log" 2>&1 &

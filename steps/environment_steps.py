@@ -100,3 +100,51 @@ def _dump_restores(taskdb, tmp_path):
     finally:
         with taskdb.connect() as conn:
             conn.execute("DROP TABLE environment_probe")
+
+
+@given("a second control plane started outside any drill environment", target_fixture="outside_cluster")
+def _outside_cluster(outside_control_plane):
+    return outside_control_plane
+
+
+@when(
+    "the drill is run against it with --target kubeconfig and no allowlist",
+    target_fixture="guard_run",
+)
+def _run_against_outside(outside_cluster, run_cli):
+    return run_cli("run", "--target", "kubeconfig", "--kubeconfig", outside_cluster.kubeconfig)
+
+
+@then("the command exits with code 2 and one line naming the fingerprint and --cluster-allowlist")
+def _refused_line(guard_run, outside_cluster):
+    assert guard_run.returncode == 2, guard_run
+    lines = guard_run.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert outside_cluster.fingerprint in lines[0]
+    assert "--cluster-allowlist" in lines[0]
+
+
+@then("no drill namespace was created on it")
+def _untouched(outside_cluster):
+    api = outside_cluster.api_client()
+    try:
+        names = {ns.metadata.name for ns in client.CoreV1Api(api).list_namespace().items}
+    finally:
+        api.close()
+    assert not names & {"production", "staging", "monitoring"}, names
+
+
+@when("its fingerprint is written to an allowlist file", target_fixture="allowlist_file")
+def _allowlist_file(outside_cluster, tmp_path):
+    path = tmp_path / "allowlist"
+    path.write_text(f"# staging-like cluster for the guard test\n{outside_cluster.fingerprint}  # added by the test\n")
+    return path
+
+
+@then('"rollback-drill check-target" accepts it with that allowlist')
+def _accepted(outside_cluster, allowlist_file, run_cli):
+    result = run_cli(
+        "check-target", "--kubeconfig", outside_cluster.kubeconfig, "--cluster-allowlist", str(allowlist_file)
+    )
+    assert result.returncode == 0, result
+    assert outside_cluster.fingerprint in result.stdout

@@ -178,6 +178,24 @@ def _cmd_doctor(_args: argparse.Namespace) -> int:
     return EXIT_OK if all(results) else EXIT_FAILED
 
 
+def _cmd_check_target(args: argparse.Namespace) -> int:
+    """Identify a cluster and say whether destructive drill actions may touch it (exit 0) or not (exit 2)."""
+    from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist  # noqa: PLC0415
+
+    if not args.kubeconfig:
+        raise InputError("check-target needs --kubeconfig PATH (and optionally --context NAME)")
+    cluster = identify("kubeconfig", args.kubeconfig, args.context)
+    print(f"cluster {cluster.fingerprint} ({cluster.server_version})")
+    guard_destructive(
+        cluster,
+        read_allowlist(args.cluster_allowlist),
+        environment.known_drill_fingerprints(),
+        "run destructive drill steps",
+    )
+    print("destructive drill actions are allowed on this cluster")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollback-drill", description="Rehearse runbook RB-LAUNCH-002 (rollback to pilot scope) for real."
@@ -209,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check every prerequisite and print the fix for each missing one")
     doctor.set_defaults(func=_cmd_doctor)
+
+    check = sub.add_parser("check-target", help="print a cluster's fingerprint and whether the drill may change it")
+    check.add_argument("--kubeconfig", required=False)
+    check.add_argument("--context")
+    check.add_argument("--cluster-allowlist")
+    check.set_defaults(func=_cmd_check_target)
 
     run = sub.add_parser("run", help="run the drill (pytest-bdd underneath)")
     register(run.add_argument)

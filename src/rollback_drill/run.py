@@ -15,8 +15,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from rollback_drill.environment import known_drill_fingerprints
 from rollback_drill.errors import InputError
 from rollback_drill.options import OPTIONS
+from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
 
 _PYTEST_TO_CLI = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 2}
 """pytest: 0 ok, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected."""
@@ -42,7 +44,20 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def guard_before_run(args: argparse.Namespace) -> None:
+    """A kubeconfig target must be drill-made or allowlisted before pytest even starts (exit 2 otherwise)."""
+    if args.drill_target != "kubeconfig" or args.drill_dry_run:
+        return
+    if not args.drill_kubeconfig:
+        raise InputError("--target kubeconfig needs --kubeconfig PATH (and usually --context NAME)")
+    cluster = identify("kubeconfig", args.drill_kubeconfig, args.drill_context)
+    guard_destructive(
+        cluster, read_allowlist(args.drill_cluster_allowlist), known_drill_fingerprints(), "run the drill"
+    )
+
+
 def run_drill(args: argparse.Namespace) -> int:
+    guard_before_run(args)
     root = project_root()
     argv = [
         sys.executable,
