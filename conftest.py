@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures.options",
     "fixtures.environment",
     "steps.environment_steps",
+    "steps.decision_steps",
 ]
 
 

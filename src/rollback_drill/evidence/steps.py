@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from rollback_drill.timing.budget import parse_duration
+from rollback_drill.timing.windows import step_end, step_start
 
 if TYPE_CHECKING:
     from rollback_drill.evidence.recorder import Recorder
+    from rollback_drill.timing.windows import Marks
 
 RUNBOOK_STEP_RE: Final = re.compile(
     r"the SRE performs "
@@ -79,8 +81,9 @@ class StepGrouper:
     (``fail``, with the error). Each Gherkin step is also a ``gherkin_step`` event.
     """
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, marks: Marks | None = None) -> None:
         self._recorder = recorder
+        self._marks = marks
         self._current: RunbookStepRef | None = None
         self._running: _Running | None = None
 
@@ -95,6 +98,8 @@ class StepGrouper:
         if ref is not None:
             self._close_current()
             self._recorder.begin_step(ref.id, ref.title, ref.budget_s)
+            if self._marks is not None:
+                self._marks.mark(step_start(ref.id), overwrite=True)
             self._current = ref
         self._running = _Running(text=text, started_mono=self._recorder.clock.monotonic())
 
@@ -104,20 +109,25 @@ class StepGrouper:
     def gherkin_step_failed(self, error: str) -> None:
         self._gherkin_step_ended("fail", error)
         if self._current is not None:
-            self._recorder.end_step(self._current.id, "fail", error)
+            self._end(self._current.id, "fail", error)
             self._current = None
 
     def scenario_finished(self) -> None:
         unfinished = self._settle_unfinished_gherkin_step()
         if unfinished is not None and self._current is not None:
-            self._recorder.end_step(self._current.id, "fail", f"Gherkin step did not finish: {unfinished}")
+            self._end(self._current.id, "fail", f"Gherkin step did not finish: {unfinished}")
             self._current = None
         self._close_current()
 
     def _close_current(self) -> None:
         if self._current is not None:
-            self._recorder.end_step(self._current.id)
+            self._end(self._current.id, None, None)
             self._current = None
+
+    def _end(self, step_id: str, status: str | None, error: str | None) -> None:
+        self._recorder.end_step(step_id, status, error)
+        if self._marks is not None:
+            self._marks.mark(step_end(step_id), overwrite=True)
 
     def _gherkin_step_ended(self, status: str, error: str | None) -> None:
         running = self._running
