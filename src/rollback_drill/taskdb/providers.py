@@ -168,6 +168,8 @@ def start_local(data_root: Path) -> TaskDB:
     pwfile.write_text(password + "\n")
     pwfile.chmod(0o600)
     run_as = _postgres_user_prefix(data_root)
+    if run_as:
+        shutil.chown(pwfile, "postgres", "postgres")  # initdb runs as postgres and must read it
     subprocess.run(
         [*run_as, str(bindir / "initdb"), "-D", str(data_dir), "-E", "UTF8", "--locale=C.UTF-8", "-U", USER,
          f"--pwfile={pwfile}", "--auth=scram-sha-256"],

@@ -1,0 +1,185 @@
+"""Run the FlowEngine simulator as its own process.
+
+    ROLLBACK_DRILL_TASKDB_DSN=postgresql://... \\
+    python -m rollback_drill.flowengine --port 0 --dsn-env ROLLBACK_DRILL_TASKDB_DSN \\
+        --pilot-repo compliance-service --state-file /path/flowengine-state.json \\
+        --allowlist-source file:/path/allowlist.json
+
+The DSN is read from the environment variable that ``--dsn-env`` names, never from the
+command line (argv is visible in ``ps``). When the simulator listens, one JSON line
+``{"url": ..., "pid": ...}`` goes to stdout; the log lines go to stderr. SIGTERM (or
+SIGINT) stops it cleanly, exit code 0.
+
+``--state-file`` is the simulator's own file: the active injections, so that a restarted
+simulator keeps them. ``--allowlist-source`` says where the allowlist view comes from:
+
+- ``static`` (default): ``--available-pods`` pods serving the pilot plus ``--repos``;
+- ``file:PATH``: a JSON file ``{"available_pods": N, "repos": [...]}``, read again when it changes;
+- ``MODULE:FACTORY``: ``FACTORY(**kwargs)`` returns the source (a callable giving an
+  ``AllowlistView``), with kwargs from ``--allowlist-arg KEY=VALUE``; this is how the
+  cluster-backed source (a Kubernetes watch) plugs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rollback_drill.errors import InputError
+from rollback_drill.flowengine.simulator import AllowlistSource, AllowlistView, Simulator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+DEFAULT_DSN_ENV = "ROLLBACK_DRILL_TASKDB_DSN"
+DEFAULT_PILOT = "compliance-service"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rollback_drill.flowengine",
+        description="The FlowEngine reference simulator (RB-LAUNCH-002 drills), on 127.0.0.1.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--dsn-env", default=DEFAULT_DSN_ENV, metavar="VAR", help="environment variable holding the TaskDB DSN"
+    )
+    parser.add_argument("--pilot-repo", default=DEFAULT_PILOT, metavar="REPO")
+    parser.add_argument(
+        "--state-file", type=Path, metavar="PATH", help="where active injections are kept across restarts"
+    )
+    parser.add_argument(
+        "--allowlist-source",
+        default="static",
+        metavar="SPEC",
+        help="static | file:PATH | MODULE:FACTORY (see module doc)",
+    )
+    parser.add_argument(
+        "--allowlist-arg", action="append", default=[], metavar="KEY=VALUE", help="keyword argument for MODULE:FACTORY"
+    )
+    parser.add_argument("--repos", default="", help="static source: repos served besides the pilot, comma-separated")
+    parser.add_argument("--available-pods", type=int, default=3, help="static source: available pods")
+    parser.add_argument("--seed", type=int, help="seed for simulated durations and costs")
+    parser.add_argument("--flow-latency-s", type=float, default=0.05, help="real time each flow takes")
+    parser.add_argument("--no-injection", action="store_true", help="refuse incident injection (403)")
+    parser.add_argument("--quiet", action="store_true", help="do not copy log lines to stderr")
+    return parser
+
+
+class _FileSource:
+    """An allowlist view kept in a JSON file, read again whenever the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: int | None = None
+        self._view = AllowlistView(0, frozenset())
+
+    def __call__(self) -> AllowlistView:
+        with self._lock:
+            try:
+                stamp = self.path.stat().st_mtime_ns
+            except OSError as exc:
+                raise InputError(f"allowlist file {self.path} is missing ({exc.strerror})") from exc
+            if stamp != self._stamp:
+                try:
+                    data = json.loads(self.path.read_text())
+                    repos = data["repos"]
+                    if isinstance(repos, str):
+                        repos = [r for r in repos.replace(",", " ").split() if r]
+                    self._view = AllowlistView(int(data["available_pods"]), frozenset(str(r) for r in repos))
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    raise InputError(
+                        f'allowlist file {self.path} must hold {{"available_pods": N, "repos": [...]}} ({exc})'
+                    ) from exc
+                self._stamp = stamp
+            return self._view
+
+
+def allowlist_source(spec: str, *, pilot: str, repos: str, available_pods: int, args: Sequence[str]) -> AllowlistSource:
+    """Build the allowlist source that ``--allowlist-source SPEC`` names."""
+    if spec == "static":
+        view = AllowlistView(available_pods, frozenset({pilot, *(r for r in repos.replace(",", " ").split() if r)}))
+        return lambda: view
+    if spec.startswith("file:"):
+        return _FileSource(Path(spec.removeprefix("file:")))
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"--allowlist-source {spec!r}: use static, file:PATH or MODULE:FACTORY")
+    kwargs: dict[str, str] = {}
+    for item in args:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InputError(f"--allowlist-arg {item!r}: use KEY=VALUE")
+        kwargs[key] = value
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"--allowlist-source {spec!r}: cannot import it ({exc})") from exc
+    source = factory(**kwargs)
+    if not callable(source):
+        raise InputError(f"--allowlist-source {spec!r}: the factory returned {type(source).__name__}, not a callable")
+    return source  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    dsn = os.environ.get(args.dsn_env)
+    if not dsn:
+        print(f"flowengine simulator: the TaskDB DSN is not set; export {args.dsn_env}=postgresql://USER:PASSWORD@HOST:PORT/DB",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - the signal API's signature
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def to_stderr(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        source = allowlist_source(
+            args.allowlist_source,
+            pilot=args.pilot_repo,
+            repos=args.repos,
+            available_pods=args.available_pods,
+            args=args.allowlist_arg,
+        )
+        simulator = Simulator(
+            args.pilot_repo,
+            dsn,
+            source,
+            rng=random.Random(args.seed),  # noqa: S311 - simulated durations, not secrets
+            flow_latency_s=args.flow_latency_s,
+            accept_injection=not args.no_injection,
+            port=args.port,
+            state_file=args.state_file,
+            log_sink=None if args.quiet else to_stderr,
+        )
+        url = simulator.start()
+    except (InputError, OSError) as exc:
+        print(f"flowengine simulator: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
+    try:
+        stop.wait()  # a signal handler sets it; the wait is interruptible on POSIX
+    finally:
+        simulator.log("INFO", "stopping on signal")
+        simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
