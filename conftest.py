@@ -2,21 +2,66 @@
 
 The options come from the same table as the `rollback-drill` command
 (`rollback_drill.options`), so `pytest features/ --incident crash-loop` and
-`rollback-drill run --incident crash-loop` mean the same thing.
+`rollback-drill run --incident crash-loop` mean the same thing. The pytest-bdd
+hooks below feed every Gherkin step to the scenario's recorder, which groups
+them into timed runbook steps (CONVENTIONS): evidence is collected here, not in
+the steps.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from rollback_drill.options import register
 
 pytest_plugins = [
     "fixtures.options",
     "fixtures.environment",
+    "fixtures.flowengine",
+    "fixtures.drill",
     "steps.environment_steps",
     "steps.decision_steps",
+    "steps.world_steps",
+    "steps.runbook_steps",
 ]
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("rollback-drill", "rollback drill (RB-LAUNCH-002)")
     register(group.addoption)
+
+
+RECORDED_AREAS = frozenset({"world", "pre_rollback", "rollback", "post_rollback", "drill", "reenablement"})
+"""Scenarios of these areas act on the drill world and are recorded; decision and environment checks are not."""
+
+
+def _grouper(request, feature, scenario):
+    if not (set(feature.tags) | set(scenario.tags)) & RECORDED_AREAS:
+        return None
+    return request.getfixturevalue("step_grouper")
+
+
+def pytest_bdd_before_step_call(request, feature, scenario, step, step_func, step_func_args):
+    grouper = _grouper(request, feature, scenario)
+    if grouper is not None:
+        grouper.gherkin_step_started(step.name)
+
+
+def pytest_bdd_after_step(request, feature, scenario, step, step_func, step_func_args):
+    grouper = _grouper(request, feature, scenario)
+    if grouper is not None:
+        grouper.gherkin_step_passed()
+
+
+def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):
+    grouper = _grouper(request, feature, scenario)
+    if grouper is not None:
+        grouper.gherkin_step_failed(f"{type(exception).__name__}: {exception}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell pass from fail at teardown."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -32,6 +32,7 @@ from rollback_drill.taskdb.providers import ProviderName, TaskDB
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.toolchain.build import ensure_binaries
 from rollback_drill.toolchain.images import ensure_postgres_image
+from rollback_drill.world.manifests import CRASH_LOOP_STAGE
 
 DRILL_NAMESPACES = ("production", "staging", "monitoring")
 
@@ -231,7 +232,12 @@ def bring_up(
     state.save()
     try:
         binaries = _timed(state, "binaries", progress, lambda: ensure_binaries(binaries_dir))
-        plane = _timed(state, "control plane", progress, lambda: local.start(directory / "cluster", binaries))
+        plane = _timed(
+            state,
+            "control plane",
+            progress,
+            lambda: local.start(directory / "cluster", binaries, extra_stages=CRASH_LOOP_STAGE),
+        )
         state.control_plane = plane.to_state()
         state.kubeconfig = plane.kubeconfig
         state.save()

@@ -932,6 +932,11 @@ class Simulator:
             planned = plan_backdated_flows(injection, pilot=self.pilot_repo, rng=self._rng)
         if planned:
             injection.backdated_flow_ids = self._db(lambda conn: _insert_backdated(conn, planned))
+            with self._lock:
+                # The backdated flows are these repos' recent history: their hour counts from before the injection,
+                # even for a repo that came back into scope a moment ago (a freshly reset drill world).
+                for repo in {flow.repo for flow in planned}:
+                    self._served_since[repo] = None
             for flow in planned:
                 self._m_flows.labels(flow.repo, flow.status).inc()
                 if flow.status == "failed" and flow.cause:

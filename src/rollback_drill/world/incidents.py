@@ -1,0 +1,50 @@
+"""Injecting an incident into the drill world: the FlowEngine signal, and the Kubernetes side where there is one.
+
+The simulator produces each incident's signal (CONVENTIONS, "Incidents"). A crash
+loop also needs the cluster to act it out: the pods get the fault annotation that
+the drill's kwok Stage turns into CrashLoopBackOff with rising restarts, and so
+does the pod template, so that every new pod crashes too until Step 2 restarts
+FlowEngine with the pilot's configuration.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from rollback_drill.config import DrillConfig
+from rollback_drill.errors import InputError
+from rollback_drill.flowengine.client import FlowEngineClient, IncidentRecord
+from rollback_drill.flowengine.incidents import INCIDENT_NAMES
+from rollback_drill.world.manifests import FAULT_ANNOTATION
+
+
+def check_incident_name(name: str) -> str:
+    if name not in INCIDENT_NAMES:
+        raise InputError(f"unknown incident {name!r}; valid incidents: {', '.join(INCIDENT_NAMES)}")
+    return name
+
+
+def stage_crash_loop(api: client.ApiClient, config: DrillConfig) -> int:
+    """Annotate the pod template and every running pod; return how many pods now crash."""
+    names = config.kubernetes
+    apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
+    annotation = {"metadata": {"annotations": {FAULT_ANNOTATION: "crash-loop"}}}
+    apps.patch_namespaced_deployment(
+        names.deployment, names.namespace, {"spec": {"template": annotation}}, field_validation="Strict"
+    )
+    pods = core.list_namespaced_pod(names.namespace, label_selector=f"app={names.deployment}").items
+    for pod in pods:
+        if pod.metadata and pod.metadata.name:
+            core.patch_namespaced_pod(pod.metadata.name, names.namespace, annotation, field_validation="Strict")
+    return len(pods)
+
+
+def inject(
+    name: str, flowengine: FlowEngineClient, api: client.ApiClient | None, config: DrillConfig
+) -> IncidentRecord:
+    """Inject ``name``: the cluster side first (if any, and only with a drill-made cluster's ``api``), then the signal."""
+    check_incident_name(name)
+    if name == "crash-loop" and api is not None:
+        stage_crash_loop(api, config)
+    return flowengine.inject(name)

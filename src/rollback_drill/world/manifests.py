@@ -1,0 +1,257 @@
+"""The objects of the drill world, as the runbook describes them before a rollback.
+
+Pure functions from the configuration to manifests: no cluster needed, so the
+shapes are unit-tested and the same manifests seed every drill-made cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollback_drill.config import DrillConfig
+from rollback_drill.kube.rules import GROUP as PROMETHEUS_GROUP
+from rollback_drill.kube.rules import PLURAL as PROMETHEUS_PLURAL
+from rollback_drill.kube.rules import VERSION as PROMETHEUS_VERSION
+
+FAULT_ANNOTATION = "rollback-drill.io/fault"
+"""Set on the pod template (and its pods) to stage a fault kwok acts out, e.g. ``crash-loop``."""
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+WORLD_LABEL = "rollback-drill.io/world"
+
+
+def allowlist_value(repos: tuple[str, ...] | list[str]) -> str:
+    """``REPO_ALLOWLIST`` as the runbook writes it: comma-separated, pilot first."""
+    return ",".join(repos)
+
+
+def parse_allowlist(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def flowengine_deployment(config: DrillConfig, phase: int, namespace: str) -> dict[str, Any]:
+    names = config.kubernetes
+    labels = {"app": names.deployment, WORLD_LABEL: "true"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": names.deployment, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": config.replicas_for(phase),
+            "selector": {"matchLabels": {"app": names.deployment}},
+            # Zero downtime for the pilot: a new pod must be ready before an old one goes.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "50%"}},
+            "progressDeadlineSeconds": 600,
+            "revisionHistoryLimit": 5,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": names.container,
+                            # Never pulled: kwok plays the nodes. On kind the simulator image replaces it.
+                            "image": f"registry.invalid/flowengine:phase-{phase}",
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "env": [
+                                {"name": "REPO_ALLOWLIST", "value": allowlist_value(config.allowlist_for(phase))},
+                                {"name": "FLOWENGINE_PHASE", "value": str(phase)},
+                            ],
+                            "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 5},
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        },
+    }
+
+
+def repo_config_map(config: DrillConfig, phase: int, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": config.kubernetes.configmap, "namespace": namespace, "labels": {WORLD_LABEL: "true"}},
+        "data": {
+            "pilot_repo": config.pilot_repo,
+            # Whitespace-separated, as the runbook's `for repo in $EXPANDED_REPOS` expects.
+            "expanded_repos": " ".join(config.expanded_for(phase)),
+            "phase": str(phase),
+        },
+    }
+
+
+def alert_rule(repo: str, namespace: str) -> dict[str, Any]:
+    """``<repo>-alerts``: the rules an expanded repo's on-call is paged by."""
+    return {
+        "apiVersion": f"{PROMETHEUS_GROUP}/{PROMETHEUS_VERSION}",
+        "kind": "PrometheusRule",
+        "metadata": {"name": f"{repo}-alerts", "namespace": namespace, "labels": {WORLD_LABEL: "true", "repo": repo}},
+        "spec": {
+            "groups": [
+                {
+                    "name": f"{repo}.flowengine",
+                    "rules": [
+                        {
+                            "alert": "FlowFailureRateHigh",
+                            "expr": f'sum(rate(flow_failures_total{{repo="{repo}"}}[1h])) * 3600 > 5',
+                            "for": "10m",
+                            "labels": {"severity": "page", "repo": repo},
+                            "annotations": {"summary": f"{repo}: more than 5 flow failures per hour"},
+                        },
+                        {
+                            "alert": "FlowLatencyP95High",
+                            "expr": f'histogram_quantile(0.95, sum by (le) (rate(flow_duration_seconds_bucket{{repo="{repo}"}}[30m]))) > 120',
+                            "for": "30m",
+                            "labels": {"severity": "ticket", "repo": repo},
+                        },
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def _string_map() -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def prometheus_rule_crd() -> dict[str, Any]:
+    """The PrometheusRule CRD with the prometheus-operator's structural schema (v1).
+
+    Only the fields a real cluster accepts: the API server prunes or, with strict
+    field validation, rejects anything else, exactly as it would in production.
+    In particular rules have no ``enabled`` field, which the runbook's Step 4 patches.
+    """
+    duration = {
+        "type": "string",
+        "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+    }
+    rule = {
+        "type": "object",
+        "required": ["expr"],
+        "properties": {
+            "alert": {"type": "string"},
+            "annotations": _string_map(),
+            "expr": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
+            "for": duration,
+            "keep_firing_for": {"type": "string", "minLength": 1, "pattern": duration["pattern"]},
+            "labels": _string_map(),
+            "record": {"type": "string"},
+        },
+    }
+    group = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "interval": duration,
+            "labels": _string_map(),
+            "limit": {"type": "integer"},
+            "name": {"type": "string", "minLength": 1},
+            "partial_response_strategy": {"type": "string", "pattern": "^(?i)(abort|warn)?$"},
+            "query_offset": duration,
+            "rules": {"type": "array", "items": rule},
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PROMETHEUS_PLURAL}.{PROMETHEUS_GROUP}"},
+        "spec": {
+            "group": PROMETHEUS_GROUP,
+            "names": {
+                "kind": "PrometheusRule",
+                "listKind": "PrometheusRuleList",
+                "plural": PROMETHEUS_PLURAL,
+                "singular": "prometheusrule",
+                "categories": ["prometheus-operator"],
+                "shortNames": ["promrule"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": PROMETHEUS_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {
+                                        "groups": {
+                                            "type": "array",
+                                            "items": group,
+                                            "x-kubernetes-list-map-keys": ["name"],
+                                            "x-kubernetes-list-type": "map",
+                                        }
+                                    },
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+CRASH_LOOP_STAGE = f"""apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: rollback-drill-crash-loop
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.annotations["{FAULT_ANNOTATION}"]'
+      operator: 'In'
+      values:
+      - 'crash-loop'
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+  delay:
+    durationMilliseconds: 2000
+  next:
+    statusTemplate: |
+      {{{{ $now := Now }}}}
+      {{{{ $restarts := 0 }}}}
+      {{{{ range .status.containerStatuses }}}}{{{{ $restarts = .restartCount }}}}{{{{ end }}}}
+      phase: Running
+      conditions:
+      - lastTransitionTime: {{{{ $now | Quote }}}}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{{{ $now | Quote }}}}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{{{ $now | Quote }}}}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{{{ range .spec.containers }}}}
+      - image: {{{{ .image | Quote }}}}
+        name: {{{{ .name | Quote }}}}
+        ready: false
+        started: false
+        restartCount: {{{{ add1 $restarts }}}}
+        lastState:
+          terminated:
+            exitCode: 137
+            reason: OOMKilled
+            startedAt: {{{{ $now | Quote }}}}
+            finishedAt: {{{{ $now | Quote }}}}
+        state:
+          waiting:
+            reason: CrashLoopBackOff
+            message: back-off restarting failed container {{{{ .name }}}}
+      {{{{ end }}}}
+"""
+"""A kwok Stage that really reports CrashLoopBackOff with a restart count that keeps rising."""

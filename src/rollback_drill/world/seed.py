@@ -1,0 +1,246 @@
+"""Seeding the drill world on a cluster the drill created, and resetting it to the Phase 6/7 state.
+
+Idempotent: seeding twice leaves the same world. Never called on a `kubeconfig`
+target: there the world is the real one, and the drill only checks it
+(``check_world``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollback_drill.config import DrillConfig
+from rollback_drill.errors import UnsafeTarget, VerificationFailed
+from rollback_drill.kube.rollout import wait_for_rollout
+from rollback_drill.kube.rules import PrometheusRules
+from rollback_drill.targets.cluster import Cluster
+from rollback_drill.taskdb import schema
+from rollback_drill.taskdb.providers import TaskDB
+from rollback_drill.timing.wait import wait_until
+from rollback_drill.world import manifests
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """What the runbook's checks read, in one snapshot."""
+
+    phase: int
+    allowlist: tuple[str, ...]
+    replicas: int
+    available_replicas: int
+    expanded_repos: tuple[str, ...]
+    alert_rules: tuple[str, ...]
+    schema_version: str | None
+    generation: int
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "allowlist": list(self.allowlist),
+            "replicas": self.replicas,
+            "available_replicas": self.available_replicas,
+            "alert_rules": list(self.alert_rules),
+            "schema_version": self.schema_version,
+            "generation": self.generation,
+        }
+
+
+def ensure_crd(api: client.ApiClient) -> None:
+    crd = manifests.prometheus_rule_crd()
+    ext = client.ApiextensionsV1Api(api)
+    name = crd["metadata"]["name"]
+    try:
+        ext.create_custom_resource_definition(crd)  # type: ignore[arg-type]
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+    def established() -> bool:
+        current = ext.read_custom_resource_definition(name)
+        conditions = current.status.conditions if current.status else None
+        return any(c.type == "Established" and c.status == "True" for c in conditions or [])
+
+    wait_until(established, timeout_s=30, describe=f"CRD {name} Established")
+    # The discovery cache of a fresh API server lags the Established condition by a moment.
+    wait_until(
+        lambda: _rules_served(api),
+        timeout_s=30,
+        describe="prometheusrules.monitoring.coreos.com served by the API",
+    )
+
+
+def _rules_served(api: client.ApiClient) -> bool:
+    try:
+        PrometheusRules(api, "default").names()
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _create_or_replace(create: Callable[[], object], replace: Callable[[], object]) -> None:
+    """Create; on 409 Conflict (it exists) replace it, so seeding twice gives the same world."""
+    try:
+        create()
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        replace()
+
+
+def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
+    with suppress_conflict():
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+
+class suppress_conflict:  # noqa: N801 - used like contextlib.suppress
+    """Ignore 409 Conflict (already exists); let every other API error through."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
+        return isinstance(exc, ApiException) and exc.status == 409
+
+
+def _sync_alert_rules(api: client.ApiClient, config: DrillConfig, phase: int) -> None:
+    rules = PrometheusRules(api, config.kubernetes.monitoring_namespace)
+    wanted = {f"{repo}-alerts" for repo in config.expanded_for(phase)}
+    for stale in rules.names() - wanted:
+        rules.delete(stale)
+    for repo in config.expanded_for(phase):
+        rules.apply(manifests.alert_rule(repo, rules.namespace))
+
+
+def seed_world(
+    api: client.ApiClient,
+    cluster: Cluster,
+    config: DrillConfig,
+    phase: int,
+    taskdb: TaskDB | None,
+    *,
+    rollout_timeout_s: float = 120,
+) -> WorldState:
+    """Namespaces, the flowengine Deployment (production and staging), repo-config, the alert rules, the TaskDB schema."""
+    if not cluster.created_by_drill:
+        raise UnsafeTarget(
+            f"refusing to seed the drill world on {cluster.fingerprint}: the world is only seeded on clusters the drill created"
+        )
+    names = config.kubernetes
+    core = client.CoreV1Api(api)
+    apps = client.AppsV1Api(api)
+    for namespace in (names.namespace, names.staging_namespace, names.monitoring_namespace):
+        _ensure_namespace(core, namespace)
+    ensure_crd(api)
+    for namespace in (names.namespace, names.staging_namespace):
+        body = manifests.flowengine_deployment(config, phase, namespace)
+        _create_or_replace(
+            partial(apps.create_namespaced_deployment, namespace, cast("Any", body)),
+            partial(apps.replace_namespaced_deployment, names.deployment, namespace, cast("Any", body)),
+        )
+    cm = manifests.repo_config_map(config, phase, names.namespace)
+    _create_or_replace(
+        partial(core.create_namespaced_config_map, names.namespace, cast("Any", cm)),
+        partial(core.replace_namespaced_config_map, names.configmap, names.namespace, cast("Any", cm)),
+    )
+    _delete_faulted_pods(core, config)
+    _sync_alert_rules(api, config, phase)
+    if taskdb is not None:
+        reset_taskdb(taskdb, config, phase)
+    for namespace in (names.namespace, names.staging_namespace):
+        wait_for_rollout(api, namespace, names.deployment, timeout_s=rollout_timeout_s)
+    return read_world(api, config, taskdb, phase)
+
+
+def _delete_faulted_pods(core: client.CoreV1Api, config: DrillConfig) -> None:
+    """Pods a staged fault was applied to keep it; a fresh world starts from fresh pods."""
+    names = config.kubernetes
+    for namespace in (names.namespace, names.staging_namespace):
+        for pod in core.list_namespaced_pod(namespace, label_selector=f"app={names.deployment}").items:
+            annotations = (pod.metadata.annotations or {}) if pod.metadata else {}
+            if manifests.FAULT_ANNOTATION in annotations and pod.metadata and pod.metadata.name:
+                try:
+                    core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+                except ApiException as exc:
+                    if exc.status != 404:  # already gone: the ReplicaSet scaled it away first
+                        raise
+
+
+def reset_taskdb(taskdb: TaskDB, config: DrillConfig, phase: int) -> None:
+    """TaskDB back to the phase's schema, with no flows: drop everything in ``public`` and migrate again."""
+    with taskdb.connect() as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    schema.seed_schema(taskdb, config, phase)
+    if phase >= 6:
+        with taskdb.connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO repo_quotas (repo, daily_budget_usd, max_concurrency) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(repo, 20.0, 5) for repo in config.allowlist_for(phase)],
+            )
+
+
+def read_world(api: client.ApiClient, config: DrillConfig, taskdb: TaskDB | None, phase: int) -> WorldState:
+    names = config.kubernetes
+    deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
+    cm = client.CoreV1Api(api).read_namespaced_config_map(names.configmap, names.namespace)
+    return WorldState(
+        phase=phase,
+        allowlist=allowlist_of(deployment, names.container),
+        replicas=int(deployment.spec.replicas or 0) if deployment.spec else 0,
+        available_replicas=int(deployment.status.available_replicas or 0) if deployment.status else 0,
+        expanded_repos=tuple((cm.data or {}).get("expanded_repos", "").split()),
+        alert_rules=tuple(sorted(PrometheusRules(api, names.monitoring_namespace).names())),
+        schema_version=schema.current_version(taskdb) if taskdb is not None else None,
+        generation=int(deployment.metadata.generation or 0) if deployment.metadata else 0,
+    )
+
+
+def allowlist_of(deployment: client.V1Deployment, container: str) -> tuple[str, ...]:
+    """What the runbook's jsonpath reads: ``.spec.template.spec.containers[0].env[?(@.name=="REPO_ALLOWLIST")].value``."""
+    spec = deployment.spec.template.spec if deployment.spec and deployment.spec.template else None
+    for item in spec.containers if spec else []:
+        if item.name == container:
+            for env in item.env or []:
+                if env.name == "REPO_ALLOWLIST":
+                    return manifests.parse_allowlist(env.value)
+    return ()
+
+
+def wait_world_settled(api: client.ApiClient, config: DrillConfig, timeout_s: float = 120) -> None:
+    names = config.kubernetes
+    started = time.monotonic()
+    for namespace in (names.namespace, names.staging_namespace):
+        wait_for_rollout(api, namespace, names.deployment, timeout_s=max(1.0, timeout_s - (time.monotonic() - started)))
+
+
+def check_world(api: client.ApiClient, config: DrillConfig) -> list[str]:
+    """On a real (kubeconfig) cluster: what the runbook needs that is missing. Changes nothing."""
+    names = config.kubernetes
+    missing = []
+    try:
+        client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
+    except ApiException as exc:
+        missing.append(f"deployment/{names.deployment} in {names.namespace} ({exc.status})")
+    try:
+        client.CoreV1Api(api).read_namespaced_config_map(names.configmap, names.namespace)
+    except ApiException as exc:
+        missing.append(f"configmap/{names.configmap} in {names.namespace} ({exc.status})")
+    try:
+        PrometheusRules(api, names.monitoring_namespace).names()
+    except ApiException as exc:
+        missing.append(f"prometheusrules in {names.monitoring_namespace} ({exc.status})")
+    return missing
+
+
+def require_world(api: client.ApiClient, config: DrillConfig) -> None:
+    missing = check_world(api, config)
+    if missing:
+        raise VerificationFailed("the cluster lacks what the runbook acts on: " + "; ".join(missing))
