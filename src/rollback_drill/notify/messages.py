@@ -2,7 +2,9 @@
 
 Pre-rollback check 2 sends the incident alert (Slack #incidents, a PagerDuty page,
 an e-mail to product, engineering and business); Step 7 the completion notice
-(Slack and e-mail); Step 8 the status-page update.
+(Slack and e-mail); Step 8 the status-page update. The runbook never closes the page
+it opened: ``page_resolution`` is the drill's addition, a PagerDuty ``resolve`` for the
+same dedup key, to send with Step 7.
 """
 
 from __future__ import annotations
@@ -60,7 +62,18 @@ def incident_alert_messages(
             ("incident-commander",),
             "Multi-LLM Orchestrator Rollback",
             f"Reason: {reason}",
-            {"severity": notifications.pagerduty_severity, "event_action": "trigger"},
+            {
+                "severity": notifications.pagerduty_severity,
+                "event_action": "trigger",
+                "custom_details": {
+                    "reason": reason,
+                    "priority": priority,
+                    "affected_repos": list(affected_repos),
+                    "incident_commander": incident_commander,
+                    "pilot_repo": config.pilot_repo,
+                    "runbook": config.runbook_id,
+                },
+            },
         ),
         Message(
             "incident-alert", "email", notifications.email_recipients, "🚨 Orchestrator Rollback in Progress", email
@@ -107,6 +120,21 @@ def completion_messages(
             "completion-notice", "email", notifications.email_recipients, "✅ Orchestrator Rollback Complete", email
         ),
     ]
+
+
+def page_resolution(config: DrillConfig, *, incident_commander: str) -> Message:
+    """Resolve the incident alert's page once the rollback is complete (the dedup key is the sender's)."""
+    return Message(
+        "completion-notice",
+        "pagerduty",
+        ("incident-commander",),
+        "Multi-LLM Orchestrator Rollback",
+        f"Rollback to pilot scope COMPLETE. Pilot repo ({config.pilot_repo}) operational.",
+        {
+            "event_action": "resolve",
+            "custom_details": {"incident_commander": incident_commander, "runbook": config.runbook_id},
+        },
+    )
 
 
 def status_page_update(config: DrillConfig) -> Message:

@@ -1,4 +1,5 @@
-"""Senders. `CapturingNotifier` records what would have gone out, for drills that must not page anybody."""
+"""The notifier interface. `CapturingNotifier` records what would have gone out, for drills that must not
+page anybody; `rollback_drill.notify.senders.RoutingNotifier` delivers over the real protocols."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ class Delivery:
     at: datetime
     t_mono: float
     error: str | None = None
+    """Why the message was not delivered (already redacted), or None."""
     transport: str = "capture"
+    """The protocol that carried it: "capture", "slack-webhook", "pagerduty-events-v2", "smtp", "status-page-api"."""
+    status: int | None = None
+    """The last answer's status code (HTTP, or the SMTP reply code), or None when nothing answered."""
+    reference: str | None = None
+    """What the receiving side calls it: the PagerDuty dedup key, the e-mail's Message-ID, the status-page incident id."""
 
     def evidence(self, since_mono: float | None = None) -> dict[str, Any]:
         entry = {
@@ -30,6 +37,10 @@ class Delivery:
             "transport": self.transport,
             "error": self.error,
         }
+        if self.status is not None:
+            entry["status"] = self.status
+        if self.reference is not None:
+            entry["reference"] = self.reference
         if since_mono is not None:
             entry["after_s"] = round(self.t_mono - since_mono, 3)
         return entry
