@@ -119,6 +119,10 @@ class StepGrouper:
             self._current = None
         self._close_current()
 
+    def close_current(self) -> None:
+        """Close the open runbook step now (a check that needs every step closed, e.g. the budget check)."""
+        self._close_current()
+
     def _close_current(self) -> None:
         if self._current is not None:
             self._end(self._current.id, None, None)
