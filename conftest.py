@@ -19,6 +19,7 @@ pytest_plugins = [
     "fixtures.environment",
     "fixtures.flowengine",
     "fixtures.drill",
+    "fixtures.notifications",
     "steps.environment_steps",
     "steps.decision_steps",
     "steps.world_steps",

@@ -94,7 +94,7 @@ def _dump_restores(taskdb, tmp_path):
         conn.execute("INSERT INTO environment_probe (note) SELECT 'row ' || g FROM generate_series(1, 25) g")
     try:
         backup = dump(taskdb, tmp_path / "taskdb.sql.gz")
-        check = verify_restorable(taskdb, backup.path)
+        check = verify_restorable(taskdb, backup)
         assert check.matches, "; ".join(check.mismatches)
         assert check.tables["environment_probe"].rows >= 25
     finally:

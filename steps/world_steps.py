@@ -154,9 +154,10 @@ def _pilot_failures(pilot_probe, count):
 
 
 @when(parsers.parse('the incident "{name}" is injected'), target_fixture="injection")
-def _inject(flowengine, k8s_api, cluster, drill_config, marks, name):
+def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, name):
     record = incidents.inject(name, flowengine, k8s_api if cluster.created_by_drill else None, drill_config)
     marks.mark(INCIDENT_INJECTED, overwrite=True)
+    incidents.record_injection(recorder, record, world.phase)
     return record
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rollback_drill import environment
 from rollback_drill.errors import DrillError, InputError, ToolchainError, VerificationFailed
+from rollback_drill.evidence.cli import add_commands as add_evidence_commands
 from rollback_drill.options import register
 from rollback_drill.targets.cluster import TARGETS
 from rollback_drill.taskdb.providers import PROVIDERS
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rollback-drill", description="Rehearse runbook RB-LAUNCH-002 (rollback to pilot scope) for real."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_evidence_commands(sub)
 
     env = sub.add_parser("env", help="create, inspect and remove drill environments")
     env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")

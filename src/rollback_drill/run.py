@@ -15,10 +15,13 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from rollback_drill.config import load_config
 from rollback_drill.environment import known_drill_fingerprints
 from rollback_drill.errors import InputError
+from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.options import OPTIONS
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
+from rollback_drill.world.incidents import check_incident_name
 
 _PYTEST_TO_CLI = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 2}
 """pytest: 0 ok, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected."""
@@ -56,20 +59,41 @@ def guard_before_run(args: argparse.Namespace) -> None:
     )
 
 
+def chosen_scenario_marker(incident: str, phase: int, config_path: Path | None) -> str:
+    """Which of drill.feature's @chosen scenarios rehearses this incident: the rollback, or the NO-GO one."""
+    check_incident_name(incident)
+    config = load_config(config_path)
+    spec = CATALOGUE[incident]
+    expected = spec.expected_decision(len(config.expanded_for(phase)))
+    if expected is None:
+        raise InputError(f"{incident!r} is a helper injection, not an incident of the decision framework; pick one of the runbook's")
+    return "chosen and no_go" if expected.startswith("NO-GO") else "chosen and rolls_back"
+
+
 def run_drill(args: argparse.Namespace) -> int:
+    marker = chosen_scenario_marker(args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None)
     guard_before_run(args)
     root = project_root()
+    evidence_dir = Path(args.drill_evidence_dir)
+    evidence_dir = evidence_dir if evidence_dir.is_absolute() else Path.cwd() / evidence_dir
+    before = set(evidence_dir.glob("*/evidence.json")) if evidence_dir.is_dir() else set()
     argv = [
         sys.executable,
         "-m",
         "pytest",
         str(root / "features" / "test_drill.py"),
+        "-m",
+        marker,
         "-p",
         "no:cacheprovider",
-        *pytest_argv(args),
+        *[arg for arg in pytest_argv(args) if arg not in {"--evidence-dir", args.drill_evidence_dir}],
+        "--evidence-dir",
+        str(evidence_dir),
         *args.pytest_args,
     ]
     code = subprocess.call(argv, cwd=root, env=dict(os.environ))
+    for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
+        print(f"evidence bundle: {evidence.parent}  (open {evidence.parent / 'report.html'})")
     if code < 0:
         return 130
     return _PYTEST_TO_CLI.get(code, 1)

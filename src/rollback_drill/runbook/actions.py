@@ -10,6 +10,7 @@ pass the identity guard first.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -433,12 +434,24 @@ def try_runbook_alert_patch(runbook: Runbook, rule_name: str) -> str | None:
     try:
         rules.json_patch(rule_name, RUNBOOK_ALERT_PATCH)
     except ApiException as exc:
-        detail = str(exc.body or exc.reason).strip().replace("\n", " ")[:300]
+        detail = _status_message(exc)
         return (
             f"the runbook's patch of /spec/groups/0/rules/0/enabled on prometheusrule/{rule_name} is refused by the API server "
             f"({exc.status}: {detail}); PrometheusRule rules have no 'enabled' field"
         )
     return None
+
+
+def _status_message(exc: ApiException) -> str:
+    """The API server's own reason, from its Status body, without the patched object it echoes."""
+    try:
+        message = str(json.loads(str(exc.body)).get("message", exc.reason))
+    except (TypeError, ValueError):
+        message = str(exc.reason)
+    for marker in ("strict decoding error:", "doc is missing path:", "unable to find api field"):
+        if marker in message:
+            return message[message.index(marker) :][:300]
+    return message[-300:]
 
 
 def disable_expanded_alerts(runbook: Runbook, backup_dir: Path, *, concurrency: int = 8) -> AlertsResult:

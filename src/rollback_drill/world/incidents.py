@@ -13,8 +13,10 @@ from kubernetes import client
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError
+from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.flowengine.client import FlowEngineClient, IncidentRecord
 from rollback_drill.flowengine.incidents import INCIDENT_NAMES
+from rollback_drill.timing.wait import wait_until
 from rollback_drill.world.manifests import FAULT_ANNOTATION
 
 
@@ -47,4 +49,25 @@ def inject(
     check_incident_name(name)
     if name == "crash-loop" and api is not None:
         stage_crash_loop(api, config)
+        # "Crash loop > 15 minutes": by the time anyone looks, nothing is available. Wait until that is true here too.
+        wait_until(
+            lambda: _available_replicas(api, config) == 0,
+            timeout_s=60,
+            describe="deployment/flowengine with no available replica after staging the crash loop",
+            hint="the kwok crash-loop Stage acts on pods with the fault annotation; see kwok.log",
+        )
     return flowengine.inject(name)
+
+
+def _available_replicas(api: client.ApiClient, config: DrillConfig) -> int:
+    names = config.kubernetes
+    status = client.AppsV1Api(api).read_namespaced_deployment_status(names.deployment, names.namespace).status
+    return int(status.available_replicas or 0) if status else 0
+
+
+def record_injection(recorder: Recorder, record: IncidentRecord, phase: int) -> None:
+    """What the evidence, the report and the RCA need to know about the injection."""
+    recorder.event("incident_injected", incident=record.name, repos=list(record.repos), pilot_hit=record.pilot_hit)
+    recorder.set("incident", record.name)
+    recorder.set("phase", phase)
+    recorder.set("affected_repos", list(record.repos))

@@ -1,0 +1,5 @@
+"""Binds features/pre_rollback.feature; steps in steps/runbook_steps.py and steps/world_steps.py."""
+
+from pytest_bdd import scenarios
+
+scenarios("pre_rollback.feature")
