@@ -39,6 +39,8 @@ class BackupResult:
     sha256: str
     pg_dump: str
     """Which pg_dump made it: "host <version>" or "container <version>"."""
+    tables: dict[str, TableFingerprint] = field(default_factory=dict)
+    """Rows and checksums of every table in the very snapshot the dump was taken from."""
 
 
 @dataclass(frozen=True)
@@ -79,22 +81,37 @@ def _dump_command(db: TaskDB) -> tuple[list[str], str, dict[str, str]]:
 
 
 def dump(db: TaskDB, destination: Path) -> BackupResult:
-    """``pg_dump | gzip > destination``; fails (and removes the partial file) if pg_dump does."""
+    """``pg_dump | gzip > destination``, from an exported snapshot whose tables are fingerprinted too.
+
+    The drill keeps writing while the backup runs (the runbook's backup is
+    asynchronous), so "the restore matches the source" is only meaningful against
+    the snapshot the dump saw: a REPEATABLE READ transaction exports it, the tables
+    are fingerprinted inside it, and pg_dump reads it with ``--snapshot``. A failed
+    pg_dump leaves no file behind.
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
     cmd, which, env = _dump_command(db)
     partial = destination.with_name(destination.name + ".partial")
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
-        assert proc.stdout is not None
-        with gzip.open(partial, "wb") as out:
-            shutil.copyfileobj(proc.stdout, out, 1 << 16)
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        code = proc.wait()
+    with psycopg.connect(db.dsn, connect_timeout=5) as snapshot_conn:
+        snapshot_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = snapshot_conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = str(row[0]) if row else ""
+        tables = _fingerprints(snapshot_conn)
+        with subprocess.Popen(
+            [*cmd, f"--snapshot={snapshot}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        ) as proc:
+            assert proc.stdout is not None
+            with gzip.open(partial, "wb") as out:
+                shutil.copyfileobj(proc.stdout, out, 1 << 16)
+            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            code = proc.wait()
+        snapshot_conn.rollback()
     if code != 0:
         partial.unlink(missing_ok=True)
         raise VerificationFailed(f"pg_dump of {db.redacted_dsn} failed (exit {code}): {stderr.strip()[-500:]}")
     partial.replace(destination)
     data = destination.read_bytes()
-    return BackupResult(destination, len(data), hashlib.sha256(data).hexdigest(), which)
+    return BackupResult(destination, len(data), hashlib.sha256(data).hexdigest(), which, tables)
 
 
 class AsyncBackup:
@@ -131,18 +148,22 @@ class AsyncBackup:
         return not self._thread.is_alive()
 
 
-def table_fingerprints(dsn: str) -> dict[str, TableFingerprint]:
-    """Row count and an order-independent md5 of every table in ``public``."""
+def _fingerprints(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, TableFingerprint]:
+    """Row count and an order-independent md5 of every table in ``public``, as ``conn`` sees them."""
     result: dict[str, TableFingerprint] = {}
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
-        for table in tables:
-            query = sql.SQL(
-                "SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') FROM {} t"
-            ).format(sql.Identifier(table))
-            row = conn.execute(query).fetchone()
-            result[table] = TableFingerprint(int(row[0]), str(row[1])) if row else TableFingerprint(0, "")
+    tables = [str(r[0]) for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+    for table in tables:
+        query = sql.SQL(
+            "SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') FROM {} t"
+        ).format(sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        result[table] = TableFingerprint(int(str(row[0])), str(row[1])) if row else TableFingerprint(0, "")
     return result
+
+
+def table_fingerprints(dsn: str) -> dict[str, TableFingerprint]:
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        return _fingerprints(conn)
 
 
 def restore(db: TaskDB, backup: Path, database: str) -> None:
@@ -169,18 +190,18 @@ def restore(db: TaskDB, backup: Path, database: str) -> None:
         )
 
 
-def verify_restorable(db: TaskDB, backup: Path) -> RestoreCheck:
-    """Restore into a scratch database, compare every table's rows and checksum with the source, drop the scratch."""
+def verify_restorable(db: TaskDB, backup: BackupResult) -> RestoreCheck:
+    """Restore into a scratch database and compare every table with the snapshot the dump was taken from."""
     scratch = f"restore_check_{uuid.uuid4().hex[:8]}"
     try:
-        restore(db, backup, scratch)
-        source = table_fingerprints(db.dsn)
+        restore(db, backup.path, scratch)
         copy = table_fingerprints(db.dsn_for(scratch))
     finally:
         with db.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+    source = backup.tables
     mismatches = tuple(
-        f"{table}: source {source.get(table)} vs restored {copy.get(table)}"
+        f"{table}: backed up {source.get(table)} vs restored {copy.get(table)}"
         for table in sorted(set(source) | set(copy))
         if source.get(table) != copy.get(table)
     )
