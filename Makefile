@@ -34,7 +34,7 @@ toolchain: venv
 prerequisites: venv docker toolchain
 
 lint: venv
-	$(BIN)/ruff check src tests steps fixtures conftest.py benchmarks
+	$(BIN)/ruff check .
 
 types: venv
 	$(BIN)/mypy
