@@ -10,6 +10,8 @@ the steps.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from rollback_drill.options import register
@@ -25,6 +27,15 @@ pytest_plugins = [
     "steps.world_steps",
     "steps.runbook_steps",
 ]
+
+
+def pytest_configure(config):
+    """SIGTERM ends a drill like Ctrl-C does: fixtures tear down, the evidence is sealed as `aborted`."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_addoption(parser):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from importlib import resources
@@ -70,6 +71,25 @@ def chosen_scenario_marker(incident: str, phase: int, config_path: Path | None) 
     return "chosen and no_go" if expected.startswith("NO-GO") else "chosen and rolls_back"
 
 
+def _run_forwarding_signals(argv: list[str], cwd: Path) -> int:
+    """Run pytest and wait for it, whatever signal arrives.
+
+    Ctrl-C reaches pytest too (same process group) and pytest then tears the
+    drill down: the evidence is finished as ``aborted`` and sealed, the cluster,
+    TaskDB and simulator are removed. So this process must not kill pytest on
+    SIGINT the way ``subprocess.call`` does; it waits for the cleanup instead, and
+    passes SIGTERM on (pytest turns it into the same interrupt).
+    """
+    with subprocess.Popen(argv, cwd=cwd, env=dict(os.environ)) as child:
+        previous_int = signal.signal(signal.SIGINT, lambda *_: None)
+        previous_term = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        try:
+            return child.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous_term)
+
+
 def run_drill(args: argparse.Namespace) -> int:
     marker = chosen_scenario_marker(args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None)
     guard_before_run(args)
@@ -91,7 +111,7 @@ def run_drill(args: argparse.Namespace) -> int:
         str(evidence_dir),
         *args.pytest_args,
     ]
-    code = subprocess.call(argv, cwd=root, env=dict(os.environ))
+    code = _run_forwarding_signals(argv, root)
     for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
         print(f"evidence bundle: {evidence.parent}  (open {evidence.parent / 'report.html'})")
     if code < 0:
