@@ -30,7 +30,7 @@ Feature: Rollback to pilot scope (RB-LAUNCH-002, Steps 1-5)
     And strict verification of the pilot flow passed
     And every runbook step finished within its budget
     And the rollback execution took less than 10 minutes
-    And the pilot probe saw 0 failed requests
+    And the pilot probe saw 0 failed requests from Step 1 on
 
   Scenario: Running the rollback a second time changes nothing and says so
     When the SRE performs Steps 1 to 4

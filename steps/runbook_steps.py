@@ -400,7 +400,7 @@ def _rollback_execution(marks):
     assert elapsed < 600, elapsed
 
 
-@then(parsers.parse("the pilot probe saw {count:d} failed requests"))
+@then(parsers.parse("the pilot probe saw {count:d} failed requests from Step 1 on"))
 def _pilot_probe_failures(probes, count):
     samples = probes.pilot.samples()
     assert samples, "the pilot probe made no requests"
