@@ -13,6 +13,9 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -24,7 +27,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollback_drill.errors import ConfigError, InputError
+from rollback_drill.config import DrillConfig, load_config
+from rollback_drill.errors import ConfigError, InputError, ToolchainError
 from rollback_drill.targets import local
 from rollback_drill.targets.cluster import Cluster, TargetKind, identify
 from rollback_drill.taskdb import providers
@@ -33,6 +37,7 @@ from rollback_drill.timing.wait import wait_until
 from rollback_drill.toolchain.build import ensure_binaries
 from rollback_drill.toolchain.images import ensure_postgres_image
 from rollback_drill.world.manifests import CRASH_LOOP_STAGE
+from rollback_drill.world.seed import seed_world
 
 DRILL_NAMESPACES = ("production", "staging", "monitoring")
 
@@ -212,8 +217,14 @@ def bring_up(
     taskdb: ProviderName = "container",
     binaries_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    with_world: bool = False,
+    phase: int = 6,
+    config: DrillConfig | None = None,
 ) -> EnvironmentState:
-    """Create a cluster and a TaskDB. On failure, whatever was started is removed again."""
+    """Create a cluster and a TaskDB; with ``with_world``, also the seeded world, the simulator and the sinks.
+
+    On failure, whatever was started is removed again.
+    """
     if target == "kind":
         raise ConfigError("--target kind is not available yet: the kind target is not built; use --target local")
     if target == "kubeconfig":
@@ -225,6 +236,8 @@ def bring_up(
         raise InputError(
             f"a drill environment named {name!r} already exists ({path}); use it with --env {name} or remove it with `rollback-drill env down --name {name}`"
         )
+    # An existing database is checked before anything is started: a missing or wrong DSN is refused at once.
+    existing_db = providers.from_dsn() if taskdb == "dsn" else None
     directory = state_home() / "envs" / name
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
@@ -246,13 +259,76 @@ def bring_up(
         state.fingerprint = cluster.fingerprint
         state.server_version = cluster.server_version
         state.save()
-        db = _timed(state, "taskdb", progress, lambda: _start_taskdb(taskdb, directory, name))
+        db = existing_db or _timed(state, "taskdb", progress, lambda: _start_taskdb(taskdb, directory, name))
         state.taskdb = db.to_state()
         state.save()
+        if with_world:
+            world_config = config or load_config()
+            _timed(state, "world", progress, lambda: _seed(cluster, db, world_config, phase))
+            state.services["flowengine"] = _timed(
+                state,
+                "flowengine simulator",
+                progress,
+                lambda: start_simulator(directory, plane.kubeconfig, db, world_config),
+            )
+            state.save()
+            state.services["sinks"] = _timed(state, "notification sinks", progress, lambda: start_sinks(directory))
+            state.save()
     except BaseException:
         tear_down(state)
         raise
     return state
+
+
+def _seed(cluster: Cluster, db: TaskDB, config: DrillConfig, phase: int) -> None:
+    api = cluster.api_client()
+    try:
+        seed_world(api, cluster, config, phase, db)
+    finally:
+        api.close()
+
+
+def _start_service(
+    name: str, argv: list[str], directory: Path, env: dict[str, str], timeout_s: float = 30
+) -> dict[str, Any]:
+    """Start a helper process of the environment in its own session; wait for its one-line JSON 'ready' report."""
+    log = directory / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    assert proc.stdout is not None
+    ready: list[str] = []
+    reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline().decode()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout_s)
+    if not ready or not ready[0].strip():
+        local.stop_processes((local.LocalProcess(name, proc.pid, str(log)),))
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        raise ToolchainError(f"{name} did not report ready within {timeout_s:.0f}s; see {log}:\n{tail}")
+    info: dict[str, Any] = json.loads(ready[0])
+    info["pid"] = proc.pid
+    info["log"] = str(log)
+    return info
+
+
+def start_simulator(directory: Path, kubeconfig: str, db: TaskDB, config: DrillConfig) -> dict[str, Any]:
+    names = config.kubernetes
+    env = dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn)
+    argv = [
+        sys.executable, "-m", "rollback_drill.flowengine", "--port", "0", "--dsn-env", "ROLLBACK_DRILL_TASKDB_DSN",
+        "--pilot-repo", config.pilot_repo, "--state-file", str(directory / "flowengine-injections.json"),
+        "--allowlist-source", "rollback_drill.world.pod_view:cluster_view",
+        "--allowlist-arg", f"kubeconfig={kubeconfig}", "--allowlist-arg", f"namespace={names.namespace}",
+        "--allowlist-arg", f"selector=app={names.deployment}", "--allowlist-arg", f"container={names.container}",
+    ]  # fmt: skip
+    return _start_service("flowengine", argv, directory, env)
+
+
+def start_sinks(directory: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "rollback_drill.notify.sinks", "--dir", str(directory / "sinks")]
+    return _start_service("sinks", argv, directory, dict(os.environ))
 
 
 def _start_taskdb(provider: ProviderName, directory: Path, name: str) -> TaskDB:

@@ -140,3 +140,13 @@ class PodWatcher:
                     self._stop.wait(0.5)
         finally:
             api.close()
+
+
+def cluster_view(
+    kubeconfig: str, namespace: str = "production", selector: str = "app=flowengine", container: str = "flowengine"
+) -> Callable[[], ServingView]:
+    """The simulator's allowlist source when it runs as its own process (``--allowlist-source`` MODULE:FACTORY)."""
+    from rollback_drill.targets.cluster import api_client  # noqa: PLC0415 - world → targets, only for this factory
+
+    watcher = PodWatcher(lambda: api_client(kubeconfig), namespace, selector, container).start()
+    return watcher.view
