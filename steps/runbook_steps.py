@@ -16,7 +16,15 @@ from rollback_drill.notify import completion_messages, incident_alert_messages, 
 from rollback_drill.notify.messages import page_resolution
 from rollback_drill.runbook import actions
 from rollback_drill.runbook.decision import decide
-from rollback_drill.runbook.drill import DrillProbes, confirmation_problems, hold, measure_targets, triage_hold_s
+from rollback_drill.runbook.drill import (
+    DrillProbes,
+    confirmation_problems,
+    effective_time_scale,
+    hold,
+    measure_targets,
+    triage_hold_s,
+)
+from rollback_drill.runbook.restore import put_back
 from rollback_drill.taskdb import schema
 from rollback_drill.taskdb.backup import table_fingerprints
 from rollback_drill.timing.probe import failed_requests
@@ -81,7 +89,7 @@ def _unchanged(k8s_api, drill_config, taskdb, noted_world):
 
 @when("the Incident Commander holds the triage the decision calls for")
 def _triage(decision, drill_config, drill_options, recorder):
-    seconds = triage_hold_s(decision, drill_options.time_scale or drill_config.time_scale)
+    seconds = triage_hold_s(decision, effective_time_scale(drill_options, drill_config))
     recorder.event("triage", runbook_s=decision.triage_s, held_s=seconds)
     hold(seconds)
 
@@ -148,11 +156,20 @@ def _alert_content(alert, decision, injection, drill_participants):
 
 
 @when(parsers.parse('the SRE performs pre-rollback check 3 "{title}" within {budget}'), target_fixture="backups")
-def _pre_3(runbook, recorder, title, budget):
+def _pre_3(runbook, recorder, drill_options, title, budget):
     backups = actions.backup_state(runbook, recorder.bundle_dir / "backups")
     yield backups
     if not backups.taskdb.done:
         backups.taskdb.wait(120)
+    if not runbook.cluster.created_by_drill and drill_options.keep != "always":
+        # A staging cluster outlives the drill: put it back from the drill's own backups, and check it.
+        alerts = tuple(sorted((recorder.bundle_dir / "backups" / "alerts").glob("*.yaml")))
+        try:
+            result = put_back(runbook, backups, alerts)
+        except Exception as exc:
+            recorder.warn("put-back-failed", f"the cluster was not put back as it was: {exc}", None)
+            raise
+        recorder.event("put_back", **result.evidence())
 
 
 @then("the flowengine Deployment and the repo-config ConfigMap are saved as YAML")

@@ -14,6 +14,7 @@ from rollback_drill.config import DrillConfig
 from rollback_drill.evidence.recorder import Recorder, tool_version
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.flowengine.incidents import CATALOGUE
+from rollback_drill.options import DrillOptions
 from rollback_drill.runbook.actions import IncidentConfirmation
 from rollback_drill.runbook.decision import Decision
 from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
@@ -60,6 +61,13 @@ class DrillProbes:
     def stop(self) -> None:
         self.pilot.stop()
         self.expanded.stop()
+
+
+def effective_time_scale(options: DrillOptions, config: DrillConfig) -> float:
+    """--time-scale if given; else 1.0 on a kubeconfig (staging) target, where waits are real; else drill.yaml's."""
+    if options.time_scale is not None:
+        return options.time_scale
+    return 1.0 if options.target == "kubeconfig" else config.time_scale
 
 
 def triage_hold_s(decision: Decision, time_scale: float) -> float:

@@ -41,6 +41,8 @@ class BackupResult:
     """Which pg_dump made it: "host <version>" or "container <version>"."""
     tables: dict[str, TableFingerprint] = field(default_factory=dict)
     """Rows and checksums of every table in the very snapshot the dump was taken from."""
+    schema_version: str | None = None
+    """The latest schema_migrations version in that snapshot."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,12 @@ def dump(db: TaskDB, destination: Path) -> BackupResult:
         row = snapshot_conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot = str(row[0]) if row else ""
         tables = _fingerprints(snapshot_conn)
+        version = None
+        if "schema_migrations" in tables:
+            found = snapshot_conn.execute(
+                "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+            version = str(found[0]) if found else None
         with subprocess.Popen(
             [*cmd, f"--snapshot={snapshot}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         ) as proc:
@@ -111,7 +119,7 @@ def dump(db: TaskDB, destination: Path) -> BackupResult:
         raise VerificationFailed(f"pg_dump of {db.redacted_dsn} failed (exit {code}): {stderr.strip()[-500:]}")
     partial.replace(destination)
     data = destination.read_bytes()
-    return BackupResult(destination, len(data), hashlib.sha256(data).hexdigest(), which, tables)
+    return BackupResult(destination, len(data), hashlib.sha256(data).hexdigest(), which, tables, version)
 
 
 class AsyncBackup:

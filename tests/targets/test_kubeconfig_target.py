@@ -1,0 +1,64 @@
+"""A drill against a kubeconfig (staging-like) target: the world is checked, not seeded, and put back afterwards.
+
+The "staging" cluster here is one `rollback-drill env up` made, reached through its
+kubeconfig with --target kubeconfig, its TaskDB through ROLLBACK_DRILL_TASKDB_DSN and
+its FlowEngine through --flowengine-url, exactly as a CI job against staging would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rollback_drill import environment
+from rollback_drill.config import load_config
+from rollback_drill.world.seed import read_world
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def staging():
+    state = environment.bring_up(environment.new_env_name(), with_world=True)
+    yield state
+    environment.tear_down(state)
+
+
+def _world(state):
+    api = state.cluster().api_client()
+    try:
+        world = read_world(api, load_config(), state.taskdb_handle(), 0)
+    finally:
+        api.close()
+    return world.allowlist, world.replicas, world.alert_rules, world.schema_version
+
+
+def test_a_staging_drill_leaves_the_cluster_as_it_found_it(staging, tmp_path):
+    before = _world(staging)
+    db = staging.taskdb_handle()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "rollback_drill.cli", "run", "--target", "kubeconfig",
+            "--kubeconfig", staging.kubeconfig, "--taskdb", "dsn",
+            "--flowengine-url", staging.services["flowengine"]["url"],
+            "--incident", "cost-runaway", "--time-scale", "0.001", "--evidence-dir", str(tmp_path),
+        ],
+        env=dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn),
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert _world(staging) == before
+
+    bundle = next(tmp_path.glob("*/evidence.json")).parent
+    evidence = json.loads((bundle / "evidence.json").read_text())
+    assert evidence["verdict"] == "pass"
+    assert evidence["target"]["kind"] == "kubeconfig"
+    events = [json.loads(line) for line in (bundle / "timeline.jsonl").read_text().splitlines()]
+    put_back = [e for e in events if e["kind"] == "put_back"]
+    assert put_back, "the drill did not record putting the cluster back"
+    assert tuple(put_back[0]["allowlist"]) == before[0]
+    assert db.password not in (bundle / "evidence.json").read_text() + (bundle / "timeline.jsonl").read_text()
