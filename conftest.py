@@ -22,10 +22,12 @@ pytest_plugins = [
     "fixtures.flowengine",
     "fixtures.drill",
     "fixtures.notifications",
+    "fixtures.staging",
     "steps.environment_steps",
     "steps.decision_steps",
     "steps.world_steps",
     "steps.runbook_steps",
+    "steps.reenablement_steps",
 ]
 
 

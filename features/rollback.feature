@@ -42,7 +42,7 @@ Feature: Rollback to pilot scope (RB-LAUNCH-002, Steps 1-5)
     When the SRE performs Step 3 with a rollback script that breaks halfway
     Then Step 3 fails, naming the restore from the pre-rollback backup
     And the TaskDB schema version is the one from before the rollback
-    And the TaskDB tables match the pre-rollback backup
+    And the schema tables match the pre-rollback backup, and no flow recorded before it was lost
 
   Scenario: A Step 1 that drops the pilot from the allowlist is caught as pilot impact
     When Step 1 is performed wrongly, with an allowlist that omits the pilot

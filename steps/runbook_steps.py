@@ -500,11 +500,15 @@ def _schema_restored(step_3_error, taskdb):
     assert schema.current_version(taskdb) == before
 
 
-@then("the TaskDB tables match the pre-rollback backup")
+@then("the schema tables match the pre-rollback backup, and no flow recorded before it was lost")
 def _tables_restored(taskdb, backups):
+    # The pilot probe keeps writing flows after the restore, so flows/tasks may only have grown.
     now = table_fingerprints(taskdb.dsn)
-    expected = backups.taskdb.wait(0).tables
-    assert {t: f.rows for t, f in now.items() if t in expected} == {t: f.rows for t, f in expected.items()}
+    backed_up = backups.taskdb.wait(0).tables
+    for table in ("schema_migrations", "repo_quotas"):
+        assert now.get(table) == backed_up.get(table), (table, now.get(table), backed_up.get(table))
+    for table in ("flows", "tasks"):
+        assert now[table].rows >= backed_up[table].rows, (table, now[table], backed_up[table])
 
 
 @when("Step 1 is performed wrongly, with an allowlist that omits the pilot", target_fixture="wrong_step_1")

@@ -100,6 +100,8 @@ def test_system_clock_is_monotonic_and_utc_aware():
         ("  3 Minutes ", 180.0),
         ("0.5 hours", 1800.0),
         ("0 seconds", 0.0),
+        ("3 days", 259200.0),
+        ("1 day", 86400.0),
     ],
 )
 def test_parse_duration_reads_the_budgets_of_the_features(text, seconds):

@@ -19,17 +19,18 @@ _UNIT_SECONDS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
     **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
 }
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]+)", re.IGNORECASE | re.ASCII)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``"2 minutes"``, ``"1.5 minutes"``, ``"90 seconds"``, ``"10 min"``, ``"30 s"``, ``"2h"``."""
+    """Seconds in ``"2 minutes"``, ``"1.5 minutes"``, ``"90 seconds"``, ``"10 min"``, ``"30 s"``, ``"2h"``, ``"3 days"``."""
     match = _DURATION.fullmatch(text.strip())
     unit = match["unit"].lower() if match else ""
     if match is None or unit not in _UNIT_SECONDS:
         raise ConfigError(
-            f"cannot read a duration from {text!r}: write a number and a unit in seconds, minutes or hours, "
+            f"cannot read a duration from {text!r}: write a number and a unit in seconds, minutes, hours or days, "
             "e.g. '2 minutes', '90 seconds', '1.5 hours', '10 min', '30 s', '2h'"
         )
     return float(match["number"]) * _UNIT_SECONDS[unit]
