@@ -21,3 +21,11 @@ Feature: Pre-rollback verification (RB-LAUNCH-002)
     Then the flowengine Deployment and the repo-config ConfigMap are saved as YAML
     And the TaskDB backup restores into a scratch database with the same rows and checksums
     And every runbook step finished within its budget
+
+  Scenario: With the e-mail server down, the alert still reaches everyone else and the drill goes on
+    Given the e-mail server is down
+    When the SRE performs pre-rollback check 2 "Stakeholder notification" within 5 minutes
+    Then the e-mail is recorded in the evidence as failed after 4 attempts
+    And the Slack alert and the PagerDuty page were still delivered
+    When the SRE performs pre-rollback check 3 "Backup current state" within 5 minutes
+    Then the TaskDB backup restores into a scratch database with the same rows and checksums

@@ -534,3 +534,27 @@ def _wrong_step_1(runbook, marks, world, probes, recorder, drill_config, injecti
 @then(parsers.parse('the drill target "{name}" is not met'))
 def _target_not_met(wrong_step_1, name):
     assert wrong_step_1[name].met is False, wrong_step_1[name].as_evidence()
+
+
+@given("the e-mail server is down")
+def _smtp_down(notification_sinks):
+    if not hasattr(notification_sinks, "smtp"):
+        pytest.skip("the sinks of an `env up` environment run in their own process; this needs in-process sinks")
+    notification_sinks.smtp.stop()
+    yield
+    notification_sinks.smtp.start()
+
+
+@then(parsers.parse("the e-mail is recorded in the evidence as failed after {attempts:d} attempts"))
+def _email_failed(recorder, attempts):
+    emails = [n for n in recorder.evidence["notifications"] if n["channel"] == "email"]
+    assert emails, "no e-mail in the evidence"
+    assert (emails[-1]["delivered"], emails[-1]["attempts"]) == (False, attempts), emails[-1]
+    assert emails[-1]["error"], emails[-1]
+
+
+@then("the Slack alert and the PagerDuty page were still delivered")
+def _others_delivered(alert):
+    delivered = {d.message.channel: d.delivered for d in alert}
+    assert delivered["slack"], alert
+    assert delivered["pagerduty"], alert
