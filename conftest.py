@@ -28,6 +28,7 @@ pytest_plugins = [
     "steps.world_steps",
     "steps.runbook_steps",
     "steps.reenablement_steps",
+    "steps.safety_steps",
 ]
 
 

@@ -7,6 +7,8 @@ refused (one line on stderr naming the problem and the fix), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rollback_drill import environment
+from rollback_drill.config import load_config
 from rollback_drill.errors import DrillError, InputError, ToolchainError, VerificationFailed
 from rollback_drill.evidence.cli import add_commands as add_evidence_commands
 from rollback_drill.options import register
@@ -42,6 +45,9 @@ def _cmd_env_up(args: argparse.Namespace) -> int:
         taskdb=args.taskdb,
         binaries_dir=Path(args.binaries_dir) if args.binaries_dir else None,
         progress=_progress,
+        with_world=not args.bare,
+        phase=int(args.phase),
+        config=load_config(Path(args.config)) if args.config else None,
     )
     if args.json:
         print(json.dumps(state.public(), indent=2))
@@ -74,8 +80,69 @@ def _cmd_env_status(args: argparse.Namespace) -> int:
         if db is not None:
             print(f"  taskdb      {db.redacted_dsn} ({db.provider})")
         for service, info in state.services.items():
-            print(f"  {service:<11} {info.get('url', '')} pid {info.get('pid')}")
+            print(f"  {service:<11} {info.get('url') or info.get('http_url', '')} pid {info.get('pid')}")
+        _print_world(state)
     return EXIT_OK
+
+
+def _print_world(state: environment.EnvironmentState) -> None:
+    """What the runbook's checks would read right now: allowlist, replicas, schema, alerts, injections."""
+    from rollback_drill.flowengine.client import FlowEngineClient  # noqa: PLC0415
+    from rollback_drill.world.seed import read_world  # noqa: PLC0415
+
+    if not state.kubeconfig or "flowengine" not in state.services:
+        return
+    config = load_config()
+    api = state.cluster().api_client()
+    try:
+        world = read_world(api, config, state.taskdb_handle(), 0)
+    except Exception as exc:  # noqa: BLE001 - status reports what it can
+        print(f"  world       not readable: {str(exc).splitlines()[0]}")
+        return
+    finally:
+        api.close()
+    injections = [i.name for i in FlowEngineClient(str(state.services["flowengine"]["url"])).incidents()]
+    print(f"  allowlist   {','.join(world.allowlist)}")
+    print(f"  replicas    {world.available_replicas}/{world.replicas} available")
+    print(f"  schema      {world.schema_version}")
+    print(f"  alerts      {len(world.alert_rules)} PrometheusRules in {config.kubernetes.monitoring_namespace}")
+    print(f"  injections  {', '.join(injections) or 'none'}")
+
+
+def _cmd_inject(args: argparse.Namespace) -> int:
+    from rollback_drill.flowengine.client import FlowEngineClient  # noqa: PLC0415
+    from rollback_drill.flowengine.incidents import INCIDENT_NAMES  # noqa: PLC0415
+    from rollback_drill.world import incidents  # noqa: PLC0415
+
+    if not args.clear and not args.incident:
+        raise InputError("inject needs an incident NAME or --clear; valid incidents: " + ", ".join(INCIDENT_NAMES))
+    if args.incident:
+        incidents.check_incident_name(args.incident)
+    state = environment.EnvironmentState.load(args.env) if args.env else _only_environment()
+    if "flowengine" not in state.services:
+        raise InputError(
+            f"environment {state.name!r} has no FlowEngine simulator (made with --bare); recreate it without --bare"
+        )
+    flowengine = FlowEngineClient(str(state.services["flowengine"]["url"]))
+    if args.clear:
+        cleared = flowengine.clear_incidents()
+        print(f"cleared: {', '.join(cleared) or 'nothing was injected'}")
+        return EXIT_OK
+    api = state.cluster().api_client()
+    try:
+        record = incidents.inject(args.incident, flowengine, api, load_config())
+    finally:
+        api.close()
+    print(f"injected {record.name} into {state.name}; affected repos: {', '.join(record.repos) or 'none'}")
+    return EXIT_OK
+
+
+def _only_environment() -> environment.EnvironmentState:
+    states = list(environment.iter_states())
+    if len(states) != 1:
+        names = ", ".join(s.name for s in states) or "none"
+        raise InputError(f"name the environment with --env NAME (environments: {names})")
+    return states[0]
 
 
 def _cmd_env_down(args: argparse.Namespace) -> int:
@@ -185,11 +252,12 @@ def _cmd_check_target(args: argparse.Namespace) -> int:
 
     if not args.kubeconfig:
         raise InputError("check-target needs --kubeconfig PATH (and optionally --context NAME)")
+    allowlist = read_allowlist(args.cluster_allowlist)  # a malformed file is refused before the cluster is contacted
     cluster = identify("kubeconfig", args.kubeconfig, args.context)
     print(f"cluster {cluster.fingerprint} ({cluster.server_version})")
     guard_destructive(
         cluster,
-        read_allowlist(args.cluster_allowlist),
+        allowlist,
         environment.known_drill_fingerprints(),
         "run destructive drill steps",
     )
@@ -212,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--taskdb", choices=PROVIDERS, default="container")
     up.add_argument("--binaries-dir", help="directory with prebuilt control-plane binaries")
     up.add_argument("--json", action="store_true", help="print one JSON object")
+    up.add_argument("--phase", choices=("6", "7"), default="6", help="expanded scope the world is seeded at")
+    up.add_argument("--config", help="drill configuration (default: the packaged drill.yaml)")
+    up.add_argument("--bare", action="store_true", help="cluster and TaskDB only: no world, simulator or sinks")
     up.set_defaults(func=_cmd_env_up)
     status = env_sub.add_parser("status", help="show environments")
     status.add_argument("--name")
@@ -229,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check every prerequisite and print the fix for each missing one")
     doctor.set_defaults(func=_cmd_doctor)
+
+    inject = sub.add_parser("inject", help="inject an incident into an environment's world, or --clear them")
+    inject.add_argument("incident", nargs="?", help="incident name (see the decision framework)")
+    inject.add_argument("--env", help="environment name (default: the only one)")
+    inject.add_argument("--clear", action="store_true", help="remove every injection")
+    inject.set_defaults(func=_cmd_inject)
 
     check = sub.add_parser("check-target", help="print a cluster's fingerprint and whether the drill may change it")
     check.add_argument("--kubeconfig", required=False)
@@ -249,9 +326,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_drill(args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per exit code it maps to
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse prints its usage and then the error; CONVENTIONS wants one line, so only the error is kept.
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        last = (usage.getvalue().strip().splitlines() or ["invalid arguments"])[-1]
+        prog, sep, problem = last.partition(": error: ")
+        if not sep:
+            prog, problem = parser.prog, last
+        print(f"rollback-drill: {problem}; see `{prog} --help`", file=sys.stderr)
+        return EXIT_INPUT
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -182,6 +182,15 @@ def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], probl
     return value
 
 
+def _section(data: Mapping[str, Any], key: str, where: str, problems: _Problems) -> dict[str, Any]:
+    """A nested mapping (``notifications.email``); anything else is a problem, and its keys read as absent."""
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        problems.add(f"{where}.{key}", f"must be a mapping, got {type(value).__name__} {value!r}")
+        return {}
+    return value
+
+
 def _repos(value: Any, where: str, problems: _Problems) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         problems.add(where, "must be a non-empty list of repo names")
@@ -198,8 +207,10 @@ def _repos(value: Any, where: str, problems: _Problems) -> tuple[str, ...]:
     return tuple(repos)
 
 
-def _positive(value: Any, where: str, problems: _Problems, *, integer: bool = False) -> Any:
+def _positive(value: Any, where: str, problems: _Problems, *, integer: bool = False, required: bool = False) -> Any:
     if value is None:
+        if required:
+            problems.add(where, "missing")
         return None
     if (
         isinstance(value, bool)
@@ -212,8 +223,10 @@ def _positive(value: Any, where: str, problems: _Problems, *, integer: bool = Fa
     return value
 
 
-def _fraction(value: Any, where: str, problems: _Problems) -> Any:
+def _fraction(value: Any, where: str, problems: _Problems, *, required: bool = False) -> Any:
     if value is None:
+        if required:
+            problems.add(where, "missing")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         problems.add(where, f"must be a fraction in (0, 1], got {value!r}")
@@ -283,7 +296,11 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
     raw_schema = _get(data, "schema", dict, problems) or {}
     pilot_version = _get(raw_schema, "pilot_version", str, problems, "schema")
     migrations = []
-    for index, item in enumerate(raw_schema.get("migrations") or []):
+    raw_migrations = raw_schema.get("migrations") or []
+    if not isinstance(raw_migrations, list):
+        problems.add("schema.migrations", "must be a list of mappings with version, phase, file")
+        raw_migrations = []
+    for index, item in enumerate(raw_migrations):
         where = f"schema.migrations[{index}]"
         if not isinstance(item, dict):
             problems.add(where, "must be a mapping with version, phase, file")
@@ -297,12 +314,15 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
             migrations.append(Migration(version, phase, file))
 
     raw_notify = _get(data, "notifications", dict, problems) or {}
-    slack = raw_notify.get("slack") or {}
-    pagerduty = raw_notify.get("pagerduty") or {}
-    email = raw_notify.get("email") or {}
-    status_page = raw_notify.get("status_page") or {}
+    slack, pagerduty, email, status_page = (
+        _section(raw_notify, name, "notifications", problems) for name in ("slack", "pagerduty", "email", "status_page")
+    )
     recipients = email.get("recipients") or []
-    if not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
+    if (
+        not isinstance(recipients, list)
+        or not recipients
+        or not all(isinstance(r, str) and "@" in r for r in recipients)
+    ):
         problems.add("notifications.email.recipients", "must be a non-empty list of e-mail addresses")
     for section, mapping, keys in (
         ("slack", slack, ("channel", "webhook_url_env")),
@@ -317,7 +337,9 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
             elif key.endswith("_env") and not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
                 problems.add(
                     f"notifications.{section}.{key}",
-                    f"{value!r} must be the NAME of an environment variable, not the secret itself",
+                    # The value is not echoed: what was written here is, most likely, the secret itself.
+                    f"must be the NAME of an environment variable (e.g. ROLLBACK_DRILL_{section.upper()}_{key.removesuffix('_env').upper()}), "
+                    f"not the secret itself; the value given ({len(value)} characters) is not shown",
                 )
 
     participants = _get(data, "participants", dict, problems) or {}
@@ -325,11 +347,11 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
 
     raw_soak = _get(data, "soak", dict, problems) or {}
     soak_values = (
-        _positive(raw_soak.get("duration_s"), "soak.duration_s", problems),
-        _positive(raw_soak.get("concurrency"), "soak.concurrency", problems, integer=True),
+        _positive(raw_soak.get("duration_s"), "soak.duration_s", problems, required=True),
+        _positive(raw_soak.get("concurrency"), "soak.concurrency", problems, integer=True, required=True),
         _repos(raw_soak.get("repos"), "soak.repos", problems),
-        _fraction(raw_soak.get("success_rate_min"), "soak.success_rate_min", problems),
-        _positive(raw_soak.get("p95_max_s"), "soak.p95_max_s", problems),
+        _fraction(raw_soak.get("success_rate_min"), "soak.success_rate_min", problems, required=True),
+        _positive(raw_soak.get("p95_max_s"), "soak.p95_max_s", problems, required=True),
     )
 
     raw_re = _get(data, "reenablement", dict, problems) or {}
@@ -337,7 +359,9 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
     if not isinstance(canary, str) or not _REPO.match(canary):
         problems.add("reenablement.canary", "must be a repo name")
     phase_2 = _repos(raw_re.get("phase_2"), "reenablement.phase_2", problems)
-    batch_max = _positive(raw_re.get("phase_3_batch_max"), "reenablement.phase_3_batch_max", problems, integer=True)
+    batch_max = _positive(
+        raw_re.get("phase_3_batch_max"), "reenablement.phase_3_batch_max", problems, integer=True, required=True
+    )
     monitoring = raw_re.get("monitoring_s") or {}
     monitoring_s = {}
     for key in ("phase_1", "phase_2", "phase_3"):
@@ -348,17 +372,15 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
             monitoring_s[key] = float(value)
         elif not isinstance(monitoring, dict) or key not in monitoring:
             problems.add(f"reenablement.monitoring_s.{key}", "missing")
-    re_rate = _fraction(raw_re.get("success_rate_min"), "reenablement.success_rate_min", problems)
-    re_p95 = _positive(raw_re.get("p95_max_s"), "reenablement.p95_max_s", problems)
+    re_rate = _fraction(raw_re.get("success_rate_min"), "reenablement.success_rate_min", problems, required=True)
+    re_p95 = _positive(raw_re.get("p95_max_s"), "reenablement.p95_max_s", problems, required=True)
     all_expanded = {r for repos in expanded.values() for r in repos}
     for repo in ([canary] if isinstance(canary, str) else []) + list(phase_2) + list(soak_values[2]):
         if all_expanded and repo not in all_expanded:
             problems.add("reenablement/soak", f"repo {repo!r} is not an expanded repo of any phase")
 
-    time_scale = _positive(data.get("time_scale"), "time_scale", problems)
-    if "time_scale" not in data:
-        problems.add("time_scale", "missing")
-    elif time_scale is not None and time_scale > 1:
+    time_scale = _positive(data.get("time_scale"), "time_scale", problems, required=True)
+    if time_scale is not None and time_scale > 1:
         problems.add("time_scale", f"must be at most 1 (waiting windows are only ever shortened), got {time_scale}")
 
     raw_drills = _get(data, "drills", dict, problems) or {}
@@ -367,7 +389,9 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
     for key, value in (("pre_phase_6", pre6), ("pre_phase_7", pre7)):
         if not isinstance(value, dt.date):
             problems.add(f"drills.{key}", f"must be a date (YYYY-MM-DD), got {value!r}")
-    quarterly = _positive(raw_drills.get("quarterly_days"), "drills.quarterly_days", problems, integer=True)
+    quarterly = _positive(
+        raw_drills.get("quarterly_days"), "drills.quarterly_days", problems, integer=True, required=True
+    )
 
     overrides: dict[str, float] = {}
     raw_overrides = data.get("budget_overrides_s") or {}

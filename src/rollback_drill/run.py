@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
+from rollback_drill import environment
 from rollback_drill.config import load_config
-from rollback_drill.environment import known_drill_fingerprints
-from rollback_drill.errors import InputError
+from rollback_drill.environment import EnvironmentState, known_drill_fingerprints
+from rollback_drill.errors import ConfigError, InputError
+from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
-from rollback_drill.options import OPTIONS
+from rollback_drill.options import OPTIONS, DrillOptions
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
+from rollback_drill.taskdb import providers
 from rollback_drill.world.incidents import check_incident_name
 
 _PYTEST_TO_CLI = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 2}
@@ -60,6 +65,36 @@ def guard_before_run(args: argparse.Namespace) -> None:
     )
 
 
+def check_options(args: argparse.Namespace) -> DrillOptions:
+    """Check every option that needs no drill, before pytest starts.
+
+    Bad input found here is one line and exit 2; found by the fixtures, it would be
+    a pytest usage error inside pytest's own output (or, for --target kind, a skip).
+    """
+    options = DrillOptions.from_values(lambda dest: getattr(args, dest, None))
+    options.validate()
+    if options.target == "kind" and not environment.KIND_AVAILABLE:
+        raise ConfigError(
+            "--target kind is not available yet: the kind target is not built; use --target local, "
+            "or --target kubeconfig --kubeconfig FILE for a kind cluster you made yourself"
+        )
+    if options.env is not None:
+        EnvironmentState.load(options.env)
+    read_allowlist(options.cluster_allowlist)
+    if options.taskdb == "dsn":
+        providers.from_dsn()  # connects and reads the version only: a missing or wrong DSN is refused now
+    return options
+
+
+def add_test_reports(bundle: Path, scratch: Path) -> None:
+    """The Allure results and the JUnit XML of the run belong to the record: move them in and seal again."""
+    if (scratch / "allure-results").is_dir():
+        shutil.copytree(scratch / "allure-results", bundle / "allure-results", dirs_exist_ok=True)
+    if (scratch / "junit.xml").is_file():
+        shutil.copy2(scratch / "junit.xml", bundle / "junit.xml")
+    seal(bundle)
+
+
 def chosen_scenario_marker(incident: str, phase: int, config_path: Path | None) -> str:
     """Which of drill.feature's @chosen scenarios rehearses this incident: the rollback, or the NO-GO one."""
     check_incident_name(incident)
@@ -67,7 +102,9 @@ def chosen_scenario_marker(incident: str, phase: int, config_path: Path | None) 
     spec = CATALOGUE[incident]
     expected = spec.expected_decision(len(config.expanded_for(phase)))
     if expected is None:
-        raise InputError(f"{incident!r} is a helper injection, not an incident of the decision framework; pick one of the runbook's")
+        raise InputError(
+            f"{incident!r} is a helper injection, not an incident of the decision framework; pick one of the runbook's"
+        )
     return "chosen and no_go" if expected.startswith("NO-GO") else "chosen and rolls_back"
 
 
@@ -91,12 +128,16 @@ def _run_forwarding_signals(argv: list[str], cwd: Path) -> int:
 
 
 def run_drill(args: argparse.Namespace) -> int:
-    marker = chosen_scenario_marker(args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None)
+    check_options(args)
+    marker = chosen_scenario_marker(
+        args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None
+    )
     guard_before_run(args)
     root = project_root()
     evidence_dir = Path(args.drill_evidence_dir)
     evidence_dir = evidence_dir if evidence_dir.is_absolute() else Path.cwd() / evidence_dir
     before = set(evidence_dir.glob("*/evidence.json")) if evidence_dir.is_dir() else set()
+    scratch = Path(tempfile.mkdtemp(prefix="rollback-drill-run-"))
     argv = [
         sys.executable,
         "-m",
@@ -109,11 +150,17 @@ def run_drill(args: argparse.Namespace) -> int:
         *[arg for arg in pytest_argv(args) if arg not in {"--evidence-dir", args.drill_evidence_dir}],
         "--evidence-dir",
         str(evidence_dir),
+        "--alluredir",
+        str(scratch / "allure-results"),
+        "--junitxml",
+        str(scratch / "junit.xml"),
         *args.pytest_args,
     ]
     code = _run_forwarding_signals(argv, root)
     for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
+        add_test_reports(evidence.parent, scratch)
         print(f"evidence bundle: {evidence.parent}  (open {evidence.parent / 'report.html'})")
+    shutil.rmtree(scratch, ignore_errors=True)
     if code < 0:
         return 130
     return _PYTEST_TO_CLI.get(code, 1)

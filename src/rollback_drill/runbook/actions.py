@@ -430,6 +430,7 @@ class AlertsResult:
 
 def try_runbook_alert_patch(runbook: Runbook, rule_name: str) -> str | None:
     """The runbook's own Step 4 patch, as written; returns why it does not work, or None if it does."""
+    runbook.guard("try the runbook's alert patch (Step 4)")
     rules = PrometheusRules(runbook.api, runbook.config.kubernetes.monitoring_namespace)
     try:
         rules.json_patch(rule_name, RUNBOOK_ALERT_PATCH)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -53,6 +54,15 @@ def api_client(kubeconfig: str | Path, context: str | None = None) -> client.Api
         )
     except config.ConfigException as exc:
         raise ConfigError(f"kubeconfig {path} cannot be used ({exc}); check the file and --context") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"kubeconfig {path} is not valid YAML{where} ({getattr(exc, 'problem', None) or type(exc).__name__}); "
+            "pass the file `kubectl config view --raw` would read"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig {path} cannot be read ({exc.strerror}); check its permissions") from exc
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ConfigError(f"kubeconfig {path} is malformed ({type(exc).__name__}: {exc}); check the file") from exc
     return api
