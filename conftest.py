@@ -29,6 +29,7 @@ pytest_plugins = [
     "steps.runbook_steps",
     "steps.reenablement_steps",
     "steps.safety_steps",
+    "steps.conformance_steps",
 ]
 
 

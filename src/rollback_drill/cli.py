@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rollback_drill import environment
 from rollback_drill.config import load_config
+from rollback_drill.conformance.cli import add_commands as add_conformance_commands
 from rollback_drill.errors import DrillError, InputError, ToolchainError, VerificationFailed
 from rollback_drill.evidence.cli import add_commands as add_evidence_commands
 from rollback_drill.options import register
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_evidence_commands(sub)
+    add_conformance_commands(sub)
 
     env = sub.add_parser("env", help="create, inspect and remove drill environments")
     env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")

@@ -526,6 +526,76 @@ def _signoff(approvals: list[Approval], manifest_sha: str | None) -> str:
     )
 
 
+_CONFORMANCE_STATUS_CLASS: Final = {
+    "ok": "status-pass",
+    "drifted": "status-fail",
+    "not-runnable": "status-skipped",
+    "manual": "status-skipped",
+}
+
+
+def _multiline(value: Any) -> str:
+    if value is None or value == "":
+        return '<span class="empty">—</span>'
+    return f"<code>{esc(value).replace(chr(10), '<br>')}</code>"
+
+
+def _notes(notes: Any) -> str:
+    items = [f"<li>{esc(n)}</li>" for n in notes] if isinstance(notes, list) else []
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def _conformance(conformance: dict[str, Any]) -> str:
+    """The runbook's commands as run by ``rollback-drill conformance``: counts, then one row per command (drifts
+    highlighted, with what came back and the proposed correction). Any other shape is shown as a plain table."""
+    commands = conformance.get("commands")
+    if not isinstance(commands, list):
+        return _mapping_table(conformance, "conformance")
+    runbook = _object(conformance.get("runbook"))
+    counts = _object(conformance.get("counts"))
+    summary = _mapping_table(
+        {
+            "Runbook": f"{runbook.get('id') or runbook.get('path')} (sha256 {runbook.get('sha256')})",
+            "World": f"Phase {conformance.get('phase')}, incident {conformance.get('incident') or 'none'}",
+            "Commands in the document": conformance.get("commands_in_document"),
+            **{str(k): v for k, v in counts.items()},
+        },
+        "conformance-summary",
+    )
+    rows = []
+    for row in commands:
+        if not isinstance(row, dict):
+            continue
+        status = str(row.get("status"))
+        drift = ' class="drift"' if status == "drifted" else ""
+        fix = row.get("proposed_fix")
+        check = row.get("fix_check")
+        rows.append(
+            f"<tr{drift}>"
+            f'<td class="num">{esc(row.get("line"))}</td><td>{esc(row.get("section"))}</td>'
+            f"<td>{esc(row.get('kind'))}</td>"
+            f'<td class="{_CONFORMANCE_STATUS_CLASS.get(status, "status-fail")}">{esc(status)}</td>'
+            f"<td>{_multiline(row.get('command'))}</td><td>{_cell(row.get('expected'))}</td>"
+            f"<td>{_multiline(row.get('actual'))}<br>{esc(row.get('why'))}{_notes(row.get('notes'))}</td>"
+            f"<td>{_multiline(fix)}{'<br>' + esc(check) if check else ''}</td>"
+            "</tr>"
+        )
+    drifts = [d for d in conformance.get("drifted") or [] if isinstance(d, dict)]
+    drift_list = (
+        "<h3>Where the runbook has drifted</h3><ul>"
+        + "".join(f"<li>line {esc(d.get('line'))} ({esc(d.get('section'))}): {esc(d.get('why'))}</li>" for d in drifts)
+        + "</ul>"
+        if drifts
+        else '<p class="empty">No runnable command drifted.</p>'
+    )
+    table = (
+        '<table class="conformance"><thead><tr><th>Line</th><th>Section</th><th>Kind</th><th>Status</th>'
+        "<th>Command</th><th>Expected</th><th>What came back, and why</th><th>Proposed fix</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return summary + drift_list + "<h3>Every command, in the runbook's order</h3>" + table
+
+
 def report_html(bundle_dir: Path, evidence: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
     """The report page (not yet redacted as a whole)."""
     verdict = str(evidence.get("verdict") or "aborted")
@@ -582,7 +652,7 @@ def report_html(bundle_dir: Path, evidence: dict[str, Any], timeline: list[dict[
         sections.append(f"<h2>Notifications</h2>{_records_table(notifications, 'notifications')}")
     conformance = evidence.get("conformance")
     if isinstance(conformance, dict) and conformance:
-        sections.append(f"<h2>Conformance</h2>{_mapping_table(conformance, 'conformance')}")
+        sections.append(f"<h2>Conformance</h2>{_conformance(conformance)}")
     for key, title in (("phases", "Re-enablement phases"), ("faults", "Faults"), ("measurements", "Measurements")):
         value = evidence.get(key)
         if isinstance(value, list) and value:
