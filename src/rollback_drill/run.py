@@ -9,12 +9,14 @@ code onto the command's (CONVENTIONS).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from rollback_drill.environment import EnvironmentState, known_drill_fingerprint
 from rollback_drill.errors import ConfigError, InputError
 from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
+from rollback_drill.kube.lock import DrillLock, default_holder
 from rollback_drill.options import OPTIONS, DrillOptions
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
 from rollback_drill.taskdb import providers
@@ -127,6 +130,32 @@ def _run_forwarding_signals(argv: list[str], cwd: Path) -> int:
             signal.signal(signal.SIGTERM, previous_term)
 
 
+@contextlib.contextmanager
+def _drill_lock(args: argparse.Namespace) -> Iterator[None]:
+    """Hold the cluster's drill Lease while a drill runs on a cluster others can reach (--env, kubeconfig).
+
+    A throwaway cluster made for this run alone needs no lock. A second drill on a
+    shared cluster is refused (LockHeld, exit 2) naming the holder.
+    """
+    if args.drill_env:
+        cluster = EnvironmentState.load(args.drill_env).cluster()
+    elif args.drill_target == "kubeconfig" and args.drill_kubeconfig:
+        cluster = identify("kubeconfig", args.drill_kubeconfig, args.drill_context)
+    else:
+        yield
+        return
+    api = cluster.api_client()
+    lock = DrillLock(api, default_holder(f"run-{os.getpid()}"))
+    try:
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        api.close()
+
+
 def run_drill(args: argparse.Namespace) -> int:
     check_options(args)
     marker = chosen_scenario_marker(
@@ -156,7 +185,8 @@ def run_drill(args: argparse.Namespace) -> int:
         str(scratch / "junit.xml"),
         *args.pytest_args,
     ]
-    code = _run_forwarding_signals(argv, root)
+    with _drill_lock(args):
+        code = _run_forwarding_signals(argv, root)
     for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
         add_test_reports(evidence.parent, scratch)
         print(f"evidence bundle: {evidence.parent}  (open {evidence.parent / 'report.html'})")

@@ -16,6 +16,7 @@ import pytest
 
 from rollback_drill import environment
 from rollback_drill.config import load_config
+from rollback_drill.kube.lock import DrillLock
 from rollback_drill.world.seed import read_world
 
 pytestmark = pytest.mark.slow
@@ -62,3 +63,21 @@ def test_a_staging_drill_leaves_the_cluster_as_it_found_it(staging, tmp_path):
     assert put_back, "the drill did not record putting the cluster back"
     assert tuple(put_back[0]["allowlist"]) == before[0]
     assert db.password not in (bundle / "evidence.json").read_text() + (bundle / "timeline.jsonl").read_text()
+
+
+def test_a_second_drill_on_a_shared_cluster_is_refused_naming_the_holder(staging, tmp_path):
+    api = staging.cluster().api_client()
+    lock = DrillLock(api, "ana@laptop/20261127T000000Z-mass-failure-abcdef")
+    lock.acquire()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rollback_drill.cli", "run", "--env", staging.name, "--evidence-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        lock.release()
+        api.close()
+    assert result.returncode == 2, result.stderr
+    assert "ana@laptop/20261127T000000Z-mass-failure-abcdef" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*/evidence.json")), "a refused drill must not start"
