@@ -28,6 +28,7 @@ from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.kube.lock import DrillLock, default_holder
 from rollback_drill.options import OPTIONS, DrillOptions
+from rollback_drill.runbook.plan import plan_rollback
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
 from rollback_drill.taskdb import providers
 from rollback_drill.world.incidents import check_incident_name
@@ -156,8 +157,35 @@ def _drill_lock(args: argparse.Namespace) -> Iterator[None]:
         api.close()
 
 
+def dry_run(options: DrillOptions) -> int:
+    """Print what each runbook step would change on the chosen cluster; change nothing."""
+    config = load_config(options.config)
+    if options.env:
+        state = EnvironmentState.load(options.env)
+        cluster, taskdb = state.cluster(), state.taskdb_handle()
+    elif options.target == "kubeconfig":
+        cluster = identify("kubeconfig", str(options.kubeconfig), options.context)
+        taskdb = providers.from_dsn() if options.taskdb == "dsn" else None
+    else:
+        raise InputError(
+            "--dry-run reads an existing cluster: pass --env NAME (from `rollback-drill env up`) "
+            "or --target kubeconfig --kubeconfig FILE"
+        )
+    api = cluster.api_client()
+    try:
+        plan = plan_rollback(api, config, taskdb)
+    finally:
+        api.close()
+    print(f"dry run on {cluster.fingerprint} ({cluster.server_version}); nothing will be changed")
+    for change in plan:
+        print(f"  {change.step:<7} {change.title}: {change.change}")
+    return 0
+
+
 def run_drill(args: argparse.Namespace) -> int:
-    check_options(args)
+    options = check_options(args)
+    if options.dry_run:
+        return dry_run(options)
     marker = chosen_scenario_marker(
         args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None
     )

@@ -81,3 +81,19 @@ def test_a_second_drill_on_a_shared_cluster_is_refused_naming_the_holder(staging
     assert "ana@laptop/20261127T000000Z-mass-failure-abcdef" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*/evidence.json")), "a refused drill must not start"
+
+
+def test_a_dry_run_says_what_each_step_would_change_and_changes_nothing(staging):
+    before = _world(staging)
+    result = subprocess.run(
+        [sys.executable, "-m", "rollback_drill.cli", "run", "--env", staging.name, "--dry-run"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    step_1 = next(line for line in lines if line.strip().startswith("step-1"))
+    assert "'compliance-service'" in step_1
+    assert "→" in step_1
+    assert any(line.strip().startswith("step-4") and "delete 10 PrometheusRules" in line for line in lines), lines
+    assert any(line.strip().startswith("step-3") and "20251104_001" in line for line in lines), lines
+    assert _world(staging) == before
