@@ -247,8 +247,7 @@ def _step_4(runbook, recorder, title, budget):
     recorder.event("step_result", step="step-4", **result.evidence())
     if result.drift:
         recorder.warn("runbook-drift", result.drift, "step-4")
-    for path in result.backups:
-        recorder.add_artifact(path)
+    recorder.add_artifacts(list(result.backups))
     return result
 
 

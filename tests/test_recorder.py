@@ -595,3 +595,18 @@ def test_schema_rejects(change, path_fragment):
     errors = validate_evidence(doc)
     assert errors
     assert any(path_fragment in error for error in errors), errors
+
+
+def test_add_artifacts_records_a_batch_with_one_entry_and_one_event_per_file(tmp_path):
+    recorder = Recorder.create(tmp_path, incident="mass-failure", clock=FakeClock(datetime(2026, 11, 27, tzinfo=UTC)))
+    paths = []
+    for index in range(3):
+        path = recorder.bundle_dir / "backups" / f"rule-{index}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"rule {index}\n")
+        paths.append(path)
+    entries = recorder.add_artifacts(paths)
+    assert [e["path"] for e in entries] == [f"backups/rule-{i}.yaml" for i in range(3)]
+    assert recorder.evidence["artifacts"] == entries
+    events = [json.loads(line) for line in (recorder.bundle_dir / "timeline.jsonl").read_text().splitlines()]
+    assert [e["path"] for e in events if e["kind"] == "artifact_added"] == [e["path"] for e in entries]

@@ -755,3 +755,24 @@ def test_a_real_probe_paces_itself_and_records_exceptions_as_errors():
     assert all(s.wall.tzinfo is UTC for s in samples)
     # Stopped means stopped: no sample arrives afterwards.
     assert len(probe.samples()) == len(samples)
+
+
+def test_an_overlapping_probe_keeps_its_rate_when_answers_are_slow():
+    """With max_in_flight > 1 a slow answer does not hold up the next slot (the pilot probe during a rollout)."""
+    release = threading.Event()
+
+    def slow() -> ProbeOutcome:
+        release.wait(0.3)
+        return ProbeOutcome(ok=True, kind="served")
+
+    serial = Probe("serial", slow, rate_hz=20.0)
+    overlapping = Probe("overlapping", slow, rate_hz=20.0, max_in_flight=8)
+    with serial, overlapping:
+        wait_until(lambda: len(overlapping.samples()) >= 8, timeout_s=10, describe="8 overlapping answers")
+    release.set()
+    assert len(overlapping.samples()) > 2 * max(1, len(serial.samples()))
+
+
+def test_max_in_flight_must_be_positive():
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Probe("p", lambda: ProbeOutcome(ok=True, kind="served"), rate_hz=1.0, max_in_flight=0)

@@ -329,6 +329,24 @@ class Recorder:
         A relative ``path`` is taken relative to the bundle directory; the file must
         be inside it.
         """
+        return self.add_artifacts([path])[0]
+
+    def add_artifacts(self, paths: list[Path]) -> list[dict[str, Any]]:
+        """Record several files at once: one rewrite of evidence.json for the batch.
+
+        Step 4 backs up one rule per expanded repo; recording them one by one would
+        rewrite the growing evidence.json once per file.
+        """
+        entries = [self._artifact_entry(path) for path in paths]
+        with self._lock:
+            self._check_open(f"add {len(entries)} artifact(s)")
+            self._doc.setdefault("artifacts", []).extend(to_jsonable(entry) for entry in entries)
+            self._write_evidence()
+            for entry in entries:
+                self._event("artifact_added", dict(entry))
+        return [dict(entry) for entry in entries]
+
+    def _artifact_entry(self, path: Path) -> dict[str, Any]:
         full = path if path.is_absolute() else self._bundle_dir / path
         try:
             relative = full.resolve().relative_to(self._bundle_dir.resolve())
@@ -339,12 +357,7 @@ class Recorder:
         if not full.is_file():
             raise DrillError(f"artifact {full} is not a file; write it before recording it")
         digest, size = sha256_file(full)
-        entry = {"path": relative.as_posix(), "sha256": digest, "bytes": size}
-        with self._lock:
-            self._check_open(f"add artifact {entry['path']}")
-            self.append("artifacts", entry)
-            self._event("artifact_added", dict(entry))
-        return dict(entry)
+        return {"path": relative.as_posix(), "sha256": digest, "bytes": size}
 
     # -- steps -------------------------------------------------------------------
 

@@ -49,7 +49,10 @@ class DrillProbes:
 
     @classmethod
     def start(cls, flowengine: FlowEngineClient, pilot_repo: str, expanded_repo: str, clock: Clock) -> DrillProbes:
-        pilot = Probe("pilot", pilot_flow_call(flowengine, pilot_repo), rate_hz=PILOT_PROBE_HZ, clock=clock).start()
+        # Overlapping calls: a slow answer during a rollout must not lower the rate at which the pilot is asked.
+        pilot = Probe(
+            "pilot", pilot_flow_call(flowengine, pilot_repo), rate_hz=PILOT_PROBE_HZ, clock=clock, max_in_flight=8
+        ).start()
         expanded = Probe(
             f"expanded:{expanded_repo}",
             expanded_config_call(flowengine, expanded_repo),

@@ -13,6 +13,7 @@ import itertools
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -69,11 +70,18 @@ class Probe:
         *,
         rate_hz: float,
         clock: Clock | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         if not math.isfinite(rate_hz) or rate_hz <= 0:
             raise ValueError(f"probe {name!r}: rate_hz must be a finite number > 0, got {rate_hz!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"probe {name!r}: max_in_flight must be at least 1, got {max_in_flight!r}")
         self.name = name
         self.rate_hz = rate_hz
+        self.max_in_flight = max_in_flight
+        """With more than 1, a slot's call starts on time even while earlier ones are still waiting for an
+        answer, so a slow answer does not lower the rate; a slot is skipped only when all are busy."""
+        self.skipped = 0
         self._call = call
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._samples: list[ProbeSample] = []
@@ -134,6 +142,9 @@ class Probe:
             self._samples.append(sample)
 
     def _run(self) -> None:
+        if self.max_in_flight > 1:
+            self._run_overlapping()
+            return
         period = 1.0 / self.rate_hz
         next_due = time.monotonic()
         while not self._stopping.is_set():
@@ -143,6 +154,29 @@ class Probe:
             if next_due < now:  # fell behind: skip the missed slots instead of firing them back to back
                 next_due += math.ceil((now - next_due) / period) * period
             self._stopping.wait(next_due - now)
+
+    def _run_overlapping(self) -> None:
+        period = 1.0 / self.rate_hz
+        free = threading.BoundedSemaphore(self.max_in_flight)
+
+        def one() -> None:
+            try:
+                self._probe_once()
+            finally:
+                free.release()
+
+        next_due = time.monotonic()
+        with ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix=f"probe-{self.name}") as pool:
+            while not self._stopping.is_set():
+                if free.acquire(blocking=False):
+                    pool.submit(one)
+                else:
+                    self.skipped += 1
+                next_due += period
+                now = time.monotonic()
+                if next_due < now:
+                    next_due += math.ceil((now - next_due) / period) * period
+                self._stopping.wait(next_due - now)
 
 
 def _ordered(samples: Iterable[ProbeSample]) -> list[ProbeSample]:
