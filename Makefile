@@ -59,7 +59,7 @@ test-kind: prerequisites
 	$(BIN)/pytest features -m kind $(PYTEST_FLAGS)
 
 bench: prerequisites
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/pip install -q -e '.[dev,bench]' && $(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build src/*.egg-info
