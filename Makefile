@@ -55,7 +55,11 @@ test: prerequisites lint types contracts
 drill: prerequisites
 	$(BIN)/rollback-drill run --phase 7 --incident mass-failure
 
+# kind needs its own node image, built offline (docs/kind.md); the runc wrapper is installed only where
+# `docker exec --privileged` fails (these VMs lack CAP_SYS_RESOURCE).
 test-kind: prerequisites
+	scripts/install-runc-wrapper.sh
+	scripts/build-kind-node.sh
 	$(BIN)/pytest features -m kind $(PYTEST_FLAGS)
 
 bench: prerequisites

@@ -23,6 +23,7 @@ pytest_plugins = [
     "fixtures.drill",
     "fixtures.notifications",
     "fixtures.staging",
+    "fixtures.kind",
     "steps.environment_steps",
     "steps.decision_steps",
     "steps.world_steps",
@@ -30,6 +31,7 @@ pytest_plugins = [
     "steps.reenablement_steps",
     "steps.safety_steps",
     "steps.conformance_steps",
+    "steps.kind_steps",
 ]
 
 

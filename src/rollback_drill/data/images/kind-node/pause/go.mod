@@ -1,0 +1,3 @@
+module rollbackdrill.local/pause
+
+go 1.24.0

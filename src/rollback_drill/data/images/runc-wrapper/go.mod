@@ -1,0 +1,3 @@
+module rollbackdrill.local/runc-wrapper
+
+go 1.24.0
