@@ -103,7 +103,7 @@ def _log(message: str) -> None:
     print(f"[toolchain] {message}", file=sys.stderr, flush=True)
 
 
-def _go() -> str:
+def go_binary() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if go is None:
         raise ToolchainError(
@@ -113,11 +113,11 @@ def _go() -> str:
     return go
 
 
-def _run_go(args: list[str], cwd: Path, what: str) -> None:
+def run_go(args: list[str], cwd: Path, what: str) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
     started = time.monotonic()
     _log(f"{what} ...")
-    proc = subprocess.run([_go(), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([go_binary(), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
         raise ToolchainError(f"{what} failed (go {' '.join(args[:2])}, exit {proc.returncode}):\n{tail}")
@@ -131,7 +131,7 @@ def _staging_replaces(version: str, workdir: Path) -> list[str]:
     published ``v0.<minor>.<patch>`` tags are the same code.
     """
     proc = subprocess.run(
-        [_go(), "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        [go_binary(), "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def _version_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
-def _build_kubernetes(component: Component, workdir: Path, out: Path, binaries: tuple[str, ...]) -> None:
+def build_kubernetes(component: Component, workdir: Path, out: Path, binaries: tuple[str, ...]) -> None:
     (workdir / "go.mod").write_text(
         "module rollbackdrill.local/kubernetes-build\n\ngo 1.24.0\n\n"
         f"require k8s.io/kubernetes {component.version}\n\n"
@@ -177,22 +177,34 @@ def _build_kubernetes(component: Component, workdir: Path, out: Path, binaries: 
     )
     ldflags = _version_ldflags(component.version)
     for binary in binaries:
-        _run_go(
+        run_go(
             ["build", "-trimpath", "-ldflags", ldflags, "-o", str(out / binary), _KUBERNETES_CMDS[binary]],
             workdir,
             f"building {binary} {component.version}",
         )
 
 
-def _build_etcd(component: Component, workdir: Path, out: Path) -> None:
+def build_wrapper_main(module: str, version: str, main_source: str, *, binary: str, workdir: Path, out: Path) -> None:
+    """Build a program whose ``main`` is a few lines calling into ``module@version``.
+
+    For modules whose own go.mod carries replace directives (etcd) or whose command
+    lives in a package `go install` cannot reach: the wrapper requires the module at
+    the exact version and lets `-mod=mod` resolve the rest from the proxy.
+    """
     (workdir / "go.mod").write_text(
-        f"module rollbackdrill.local/etcd-build\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 {component.version}\n"
+        f"module rollbackdrill.local/{binary}-build\n\ngo 1.24.0\n\nrequire {module} {version}\n"
     )
-    (workdir / "main.go").write_text(_ETCD_MAIN)
-    _run_go(
-        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
+    (workdir / "main.go").write_text(main_source)
+    run_go(
+        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / binary), "."],
         workdir,
-        f"building etcd {component.version}",
+        f"building {binary} {version}",
+    )
+
+
+def _build_etcd(component: Component, workdir: Path, out: Path) -> None:
+    build_wrapper_main(
+        "go.etcd.io/etcd/server/v3", component.version, _ETCD_MAIN, binary="etcd", workdir=workdir, out=out
     )
 
 
@@ -202,7 +214,7 @@ def _build_kwok(component: Component, workdir: Path, out: Path) -> None:
     )
     ldflags = f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={component.version}"
     for binary in component.binaries:
-        _run_go(
+        run_go(
             ["build", "-trimpath", "-ldflags", ldflags, "-o", str(out / binary), f"sigs.k8s.io/kwok/cmd/{binary}"],
             workdir,
             f"building {binary} {component.version}",
@@ -220,7 +232,7 @@ def ensure_component(component: Component, cache: Path | None = None) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         if component.name == "kubernetes":
-            _build_kubernetes(component, workdir, staging, component.binaries)
+            build_kubernetes(component, workdir, staging, component.binaries)
         elif component.name == "etcd":
             _build_etcd(component, workdir, staging)
         elif component.name == "kwok":

@@ -108,7 +108,7 @@ def _ensure_built(item: _Built, cache: Path | None, builder: str) -> Path:
             _build_pause(workdir, staging)
         else:
             component = build.Component("kubernetes", item.version, item.binaries)
-            build._build_kubernetes(component, workdir, staging, item.binaries)  # noqa: SLF001 - same recipe
+            build.build_kubernetes(component, workdir, staging, item.binaries)
         (staging / ".complete").write_text(item.version + "\n")
         if target.exists():
             shutil.rmtree(target)
@@ -120,33 +120,19 @@ def _ensure_built(item: _Built, cache: Path | None, builder: str) -> Path:
 
 
 def _build_kind(item: _Built, workdir: Path, out: Path) -> None:
-    (workdir / "go.mod").write_text(
-        f"module rollbackdrill.local/kind-build\n\ngo 1.24.0\n\nrequire sigs.k8s.io/kind {item.version}\n"
-    )
-    (workdir / "main.go").write_text(_KIND_MAIN)
-    build._run_go(  # noqa: SLF001 - the same go invocation as the control plane
-        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kind"), "."],
-        workdir,
-        f"building kind {item.version}",
-    )
+    build.build_wrapper_main("sigs.k8s.io/kind", item.version, _KIND_MAIN, binary="kind", workdir=workdir, out=out)
 
 
 def _build_coredns(item: _Built, workdir: Path, out: Path) -> None:
-    (workdir / "go.mod").write_text(
-        f"module rollbackdrill.local/coredns-build\n\ngo 1.24.0\n\nrequire github.com/coredns/coredns {item.version}\n"
-    )
-    (workdir / "main.go").write_text(_COREDNS_MAIN)
-    build._run_go(  # noqa: SLF001
-        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "coredns"), "."],
-        workdir,
-        f"building coredns {item.version}",
+    build.build_wrapper_main(
+        "github.com/coredns/coredns", item.version, _COREDNS_MAIN, binary="coredns", workdir=workdir, out=out
     )
 
 
 def _build_pause(workdir: Path, out: Path) -> None:
     for name in ("main.go", "go.mod"):
         (workdir / name).write_bytes((_recipe_dir() / "pause" / name).read_bytes())
-    build._run_go(  # noqa: SLF001
+    build.run_go(
         ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "pause"), "."],
         workdir,
         "building pause",
@@ -187,7 +173,7 @@ def find_kind(cache: Path | None = None) -> Path | None:
 def kind_module_dir(version: str = KIND_VERSION) -> Path:
     """The ``sigs.k8s.io/kind`` module's source, fetched through the Go module proxy."""
     proc = subprocess.run(
-        [build._go(), "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"],  # noqa: SLF001
+        [build.go_binary(), "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"],
         capture_output=True,
         text=True,
         check=False,
