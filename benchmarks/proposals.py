@@ -9,10 +9,7 @@ difference into the proposal in the README.
 from __future__ import annotations
 
 import json
-import math
 import os
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,42 +90,13 @@ def disable_alerts_from_listing(
 
 
 class ConcurrentProbe(Probe):
-    """``Probe`` whose calls start on schedule even while earlier ones are still in flight (up to ``max_in_flight``).
+    """The overlapping pilot probe, now the library's own (``Probe(max_in_flight=8)``, what ``DrillProbes`` uses).
 
-    The library's probe makes one call at a time and skips the slots a slow answer
-    covers, so any answer slower than the period (100 ms at 10 Hz) lowers the rate.
-    Here every slot's call is handed to a small pool; a slot is skipped only when
-    ``max_in_flight`` calls are all still waiting. Each answer is still one sample, with
-    its start time and latency, so the accounting (failed requests, downtime) is unchanged.
+    Kept as a name so the benchmark still measures serial (``Probe``) against overlapping calls in one run.
     """
 
-    def __init__(self, *args: Any, max_in_flight: int = 8, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_in_flight = max_in_flight
-        self.skipped = 0
-
-    def _run(self) -> None:
-        period = 1.0 / self.rate_hz
-        free = threading.BoundedSemaphore(self.max_in_flight)
-
-        def one() -> None:
-            try:
-                self._probe_once()
-            finally:
-                free.release()
-
-        next_due = time.monotonic()
-        with ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix=f"probe-{self.name}") as pool:
-            while not self._stopping.is_set():
-                if free.acquire(blocking=False):
-                    pool.submit(one)
-                else:
-                    self.skipped += 1
-                next_due += period
-                now = time.monotonic()
-                if next_due < now:
-                    next_due += math.ceil((now - next_due) / period) * period
-                self._stopping.wait(next_due - now)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, max_in_flight=8, **kwargs)
 
 
 # --- environment up: TaskDB beside the control plane, the sinks beside the simulator --------------------
