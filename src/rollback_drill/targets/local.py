@@ -9,7 +9,6 @@ certificate (group system:masters) written into the environment's kubeconfig.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import ssl
@@ -361,7 +360,3 @@ def fake_node_manifest(name: str) -> dict[str, object]:
             "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
         },
     }
-
-
-def describe(plane: LocalControlPlane) -> str:
-    return json.dumps(plane.to_state(), indent=2)

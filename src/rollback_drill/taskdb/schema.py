@@ -46,9 +46,3 @@ def apply_rollback_sql(db: TaskDB) -> None:
     """Run ``rollback_to_pilot.sql`` (one transaction: all or nothing)."""
     with db.connect() as conn:
         conn.execute(migration_sql(ROLLBACK_FILE))
-
-
-def table_exists(db: TaskDB, table: str) -> bool:
-    with db.connect() as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone()
-    return bool(row and row[0])

@@ -7,7 +7,6 @@ target: there the world is the real one, and the drill only checks it
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -17,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig
-from rollback_drill.errors import UnsafeTarget, VerificationFailed
+from rollback_drill.errors import UnsafeTarget
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
@@ -214,13 +213,6 @@ def allowlist_of(deployment: client.V1Deployment, container: str) -> tuple[str, 
     return ()
 
 
-def wait_world_settled(api: client.ApiClient, config: DrillConfig, timeout_s: float = 120) -> None:
-    names = config.kubernetes
-    started = time.monotonic()
-    for namespace in (names.namespace, names.staging_namespace):
-        wait_for_rollout(api, namespace, names.deployment, timeout_s=max(1.0, timeout_s - (time.monotonic() - started)))
-
-
 def check_world(api: client.ApiClient, config: DrillConfig) -> list[str]:
     """On a real (kubeconfig) cluster: what the runbook needs that is missing. Changes nothing."""
     names = config.kubernetes
@@ -238,9 +230,3 @@ def check_world(api: client.ApiClient, config: DrillConfig) -> list[str]:
     except ApiException as exc:
         missing.append(f"prometheusrules in {names.monitoring_namespace} ({exc.status})")
     return missing
-
-
-def require_world(api: client.ApiClient, config: DrillConfig) -> None:
-    missing = check_world(api, config)
-    if missing:
-        raise VerificationFailed("the cluster lacks what the runbook acts on: " + "; ".join(missing))
