@@ -252,7 +252,9 @@ def bring_up(
             state,
             "control plane",
             progress,
-            lambda: local.start(directory / "cluster", binaries, extra_stages=CRASH_LOOP_STAGE),
+            lambda: local.start(
+                directory / "cluster", binaries, extra_stages=CRASH_LOOP_STAGE + flowengine_logs(directory)
+            ),
         )
         state.control_plane = plane.to_state()
         state.kubeconfig = plane.kubeconfig
@@ -281,6 +283,27 @@ def bring_up(
         tear_down(state)
         raise
     return state
+
+
+def flowengine_logs(directory: Path) -> str:
+    """kwok serves `kubectl logs deployment/flowengine` from the simulator's own log, as the runbook reads it."""
+    return f"""
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: flowengine-logs
+spec:
+  selector:
+    matchNamespaces:
+    - production
+    - staging
+  logs:
+  - containers:
+    - flowengine
+    logsFile: {directory / "logs" / "flowengine.cri.log"}
+    follow: true
+"""
 
 
 def _seed(cluster: Cluster, db: TaskDB, config: DrillConfig, phase: int) -> None:
@@ -325,6 +348,7 @@ def start_simulator(directory: Path, kubeconfig: str, db: TaskDB, config: DrillC
         "--allowlist-source", "rollback_drill.world.pod_view:cluster_view",
         "--allowlist-arg", f"kubeconfig={kubeconfig}", "--allowlist-arg", f"namespace={names.namespace}",
         "--allowlist-arg", f"selector=app={names.deployment}", "--allowlist-arg", f"container={names.container}",
+        "--cri-log", str(directory / "logs" / "flowengine.cri.log"),
     ]  # fmt: skip
     return _start_service("flowengine", argv, directory, env)
 

@@ -30,6 +30,7 @@ import random
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--flow-latency-s", type=float, default=0.05, help="real time each flow takes")
     parser.add_argument("--no-injection", action="store_true", help="refuse incident injection (403)")
     parser.add_argument("--quiet", action="store_true", help="do not copy log lines to stderr")
+    parser.add_argument(
+        "--cri-log",
+        type=Path,
+        metavar="PATH",
+        help="also append log lines in the CRI format kubelets write, for kwok to serve as `kubectl logs`",
+    )
     return parser
 
 
@@ -146,8 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    cri_log = args.cri_log.open("a", buffering=1) if args.cri_log else None
+
     def to_stderr(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+        if cri_log is not None:
+            # <RFC 3339 time> <stream> <F: a full line> <message>, as kubectl logs expects from a kubelet.
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            cri_log.write(f"{stamp} stdout F {line}\n")
 
     try:
         source = allowlist_source(
@@ -166,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             accept_injection=not args.no_injection,
             port=args.port,
             state_file=args.state_file,
-            log_sink=None if args.quiet else to_stderr,
+            log_sink=None if args.quiet and cri_log is None else to_stderr,
         )
         url = simulator.start()
     except (InputError, OSError) as exc:
