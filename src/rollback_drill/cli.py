@@ -23,6 +23,7 @@ from rollback_drill.config import load_config
 from rollback_drill.conformance.cli import add_commands as add_conformance_commands
 from rollback_drill.errors import DrillError, InputError, ToolchainError, VerificationFailed
 from rollback_drill.evidence.cli import add_commands as add_evidence_commands
+from rollback_drill.gameday.cli import add_commands as add_gameday_commands
 from rollback_drill.options import register
 from rollback_drill.targets.cluster import TARGETS
 from rollback_drill.taskdb.providers import PROVIDERS
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_evidence_commands(sub)
     add_conformance_commands(sub)
+    add_gameday_commands(sub)
 
     env = sub.add_parser("env", help="create, inspect and remove drill environments")
     env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")

@@ -650,6 +650,14 @@ def report_html(bundle_dir: Path, evidence: dict[str, Any], timeline: list[dict[
     notifications = evidence.get("notifications")
     if isinstance(notifications, list) and notifications:
         sections.append(f"<h2>Notifications</h2>{_records_table(notifications, 'notifications')}")
+    gameday = evidence.get("gameday")
+    if evidence.get("mode") == "gameday" and isinstance(gameday, dict):
+        # A game day: people's step times beside the automated drills' (history), and who acknowledged what.
+        sections.append(
+            f"<h2>Game day: people vs the automated drill</h2>{_records_table(gameday.get('comparison') or [], 'gameday')}"
+            f"<h3>Acknowledgements</h3>{_records_table(gameday.get('acknowledgements') or [], 'gameday')}"
+            f"<h3>What the drill observed</h3>{_records_table(gameday.get('steps') or [], 'gameday')}"
+        )
     conformance = evidence.get("conformance")
     if isinstance(conformance, dict) and conformance:
         sections.append(f"<h2>Conformance</h2>{_conformance(conformance)}")
