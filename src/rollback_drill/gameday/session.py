@@ -243,7 +243,9 @@ class _Session:
 
     def watchable(self, step_id: str) -> bool:
         state = self.game.steps[step_id]
-        if step_id in {"pre-1", "pre-2", "step-7", "step-8"}:
+        # Steps that only read (pre-1, Step 6) or whose trace is a message (pre-2, 7, 8) count once announced:
+        # a healthy system before Step 6 is asked for is not the team having verified it.
+        if step_id in {"pre-1", "pre-2", "step-6", "step-7", "step-8"}:
             return state.announced_mono is not None
         return True
 
