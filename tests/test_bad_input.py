@@ -269,6 +269,11 @@ CASES = (
     ),
     Case("time-scale-zero", ("run", "--time-scale", "0"), ("--time-scale must be greater than 0",)),
     Case(
+        "notify-live-unconfigured",
+        ("run", "--notify", "live"),
+        ("live notifications need", "ROLLBACK_DRILL_SLACK_WEBHOOK_URL", "STATUS_PAGE_API_KEY"),
+    ),
+    Case(
         "time-scale-not-a-number",
         ("run", "--time-scale", "abc"),
         ("--time-scale 'abc' is not a number", "--time-scale 0.01"),

@@ -63,6 +63,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--keep", "what to leave behind after the drill", "never", ("never", "on-failure", "always")),
     Option("--dry-run", "print what each step would change; change nothing", is_flag=True, default=False),
     Option(
+        "--notify",
+        "where the runbook's messages go: the local sinks, or (opt-in) the endpoints drill.yaml names",
+        "sinks",
+        ("sinks", "live"),
+    ),
+    Option(
         "--binaries-dir", "directory with prebuilt control-plane binaries instead of the Go-built cache", metavar="DIR"
     ),
 )
@@ -107,6 +113,7 @@ class DrillOptions:
     evidence_dir: Path = Path("reports")
     keep: str = "never"
     dry_run: bool = False
+    notify: str = "sinks"
     binaries_dir: Path | None = None
 
     @classmethod
@@ -131,6 +138,7 @@ class DrillOptions:
             evidence_dir=Path(raw["evidence_dir"]),
             keep=raw["keep"],
             dry_run=bool(raw["dry_run"]),
+            notify=raw["notify"],
             binaries_dir=_path(raw["binaries_dir"]),
         )
 

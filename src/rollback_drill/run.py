@@ -27,6 +27,7 @@ from rollback_drill.errors import ConfigError, InputError
 from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.kube.lock import DrillLock, default_holder
+from rollback_drill.notify import notifier_from_config
 from rollback_drill.options import OPTIONS, DrillOptions
 from rollback_drill.runbook.plan import plan_rollback
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
@@ -87,6 +88,9 @@ def check_options(args: argparse.Namespace) -> DrillOptions:
     read_allowlist(options.cluster_allowlist)
     if options.taskdb == "dsn":
         providers.from_dsn()  # connects and reads the version only: a missing or wrong DSN is refused now
+    if options.notify == "live":
+        # Refused now, naming each missing variable, rather than at pre-rollback check 2.
+        notifier_from_config(load_config(options.config), os.environ, mode="live")
     return options
 
 
