@@ -27,7 +27,6 @@ from rollback_drill.kube.rules import GROUP, PLURAL, VERSION, PrometheusRules
 from rollback_drill.runbook import actions
 from rollback_drill.targets import local
 from rollback_drill.targets.cluster import identify
-from rollback_drill.timing.probe import Probe
 from rollback_drill.toolchain.build import ensure_binaries
 from rollback_drill.world.manifests import CRASH_LOOP_STAGE
 
@@ -84,19 +83,6 @@ def disable_alerts_from_listing(
     already = tuple(name for name in wanted if name not in disabled)
     backups = tuple(backup_dir / f"{name}.yaml" for name in disabled)
     return actions.AlertsResult(disabled, already, backups, drift)
-
-
-# --- the pilot probe: keep the schedule when an answer takes longer than the period -------------------
-
-
-class ConcurrentProbe(Probe):
-    """The overlapping pilot probe, now the library's own (``Probe(max_in_flight=8)``, what ``DrillProbes`` uses).
-
-    Kept as a name so the benchmark still measures serial (``Probe``) against overlapping calls in one run.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, max_in_flight=8, **kwargs)
 
 
 # --- environment up: TaskDB beside the control plane, the sinks beside the simulator --------------------

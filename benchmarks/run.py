@@ -61,7 +61,7 @@ class Plan:
     probe_alone_runs: int
     probe_alone_window_s: float
     rollback_runs: int
-    proposed_probe_runs: int
+    serial_probe_runs: int
     drill_runs: int
     step1_runs: int
     step4_runs: dict[int, int]
@@ -78,7 +78,7 @@ class Plan:
             probe_alone_runs=1 if one else 5,
             probe_alone_window_s=5.0,
             rollback_runs=1 if one else 3,
-            proposed_probe_runs=1 if one else 3,
+            serial_probe_runs=1 if one else 3,
             drill_runs=1 if one else 3,
             step1_runs=1 if one else 5,
             step4_runs={n: 1 if one else (5 if n <= 50 else 3) for n in sizes},
@@ -86,7 +86,7 @@ class Plan:
         )
 
     @property
-    def proposed_probe_sizes(self) -> tuple[int, ...]:
+    def serial_probe_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({min(self.sizes), max(self.sizes)}))
 
 
@@ -131,11 +131,11 @@ def in_world(results: Results, plan: Plan, bench: scenarios.Bench, out: Path) ->
         for r in range(1, plan.drill_runs + 1):
             with results.section(f"whole drill at {n} repos, run {r}"):
                 scenarios.drill_once(bench, path, n, results, out_dir=out, run=r)
-    for n in plan.proposed_probe_sizes:
-        for r in range(1, plan.proposed_probe_runs + 1):
-            with results.section(f"rollback execution at {n} repos with the proposed pilot probe, run {r}"):
-                run_dir = work / f"rollback-proposed-probe-{n}-{r}"
-                scenarios.rollback_once(bench, configs[n][1], n, results, run_dir, proposed_probe=True)
+    for n in plan.serial_probe_sizes:
+        for r in range(1, plan.serial_probe_runs + 1):
+            with results.section(f"rollback execution at {n} repos with a serial pilot probe, run {r}"):
+                run_dir = work / f"rollback-serial-probe-{n}-{r}"
+                scenarios.rollback_once(bench, configs[n][1], n, results, run_dir, serial_probe=True)
     with results.section("Step 1 against kubectl set env + rollout status"):
         scenarios.step1_compare(bench, configs[10][1], results, plan.step1_runs, work)
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan.from_args(args)
     results.params = {
         **asdict(plan),
-        "proposed_probe_sizes": plan.proposed_probe_sizes,
+        "serial_probe_sizes": plan.serial_probe_sizes,
         "phase": scenarios.PHASE,
         "incident": scenarios.INCIDENT,
     }

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from proposals import BatchingRecorder, ConcurrentProbe, bring_up_parallel, disable_alerts_from_listing
+from proposals import BatchingRecorder, bring_up_parallel, disable_alerts_from_listing
 from results import Results, log
 
 from rollback_drill import environment
@@ -35,7 +35,13 @@ from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.kube.rollout import rollout_state, wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.runbook import actions
-from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
+from rollback_drill.runbook.probes import (
+    EXPANDED_PROBE_HZ,
+    PILOT_PROBE_HZ,
+    PILOT_PROBE_MAX_IN_FLIGHT,
+    expanded_config_call,
+    pilot_flow_call,
+)
 from rollback_drill.taskdb import schema
 from rollback_drill.timing.probe import Probe, ProbeOutcome, achieved_rate_hz, failed_requests, samples_between
 from rollback_drill.timing.wait import wait_until
@@ -226,6 +232,11 @@ class ThreadCpu:
         return inside[-1][1] - inside[0][1], inside[-1][0] - inside[0][0], len(inside) - 1
 
 
+def pilot_probe(name: str, call: Callable[[], ProbeOutcome], *, serial: bool) -> Probe:
+    """The pilot probe as ``DrillProbes.start`` makes it, or the serial one (``max_in_flight=1``) it replaced."""
+    return Probe(name, call, rate_hz=PILOT_PROBE_HZ, max_in_flight=1 if serial else PILOT_PROBE_MAX_IN_FLIGHT)
+
+
 @dataclass
 class Probes:
     """The drill's two probes (as ``DrillProbes.start`` makes them), with the pilot call metered."""
@@ -235,9 +246,10 @@ class Probes:
     meter: ThreadCpu
 
     @classmethod
-    def start(cls, flowengine: FlowEngineClient, config: DrillConfig, *, pilot_probe: type[Probe] = Probe) -> Probes:
+    def start(cls, flowengine: FlowEngineClient, config: DrillConfig, *, serial: bool = False) -> Probes:
+        """The drill's pilot probe (overlapping calls); ``serial``: one call at a time, for comparison."""
         meter = ThreadCpu(pilot_flow_call(flowengine, config.pilot_repo))
-        pilot = pilot_probe("pilot", meter, rate_hz=PILOT_PROBE_HZ).start()
+        pilot = pilot_probe("pilot", meter, serial=serial).start()
         repo = config.expanded_for(PHASE)[0]
         expanded = Probe(f"expanded:{repo}", expanded_config_call(flowengine, repo), rate_hz=EXPANDED_PROBE_HZ).start()
         return cls(pilot, expanded, meter)
@@ -321,12 +333,12 @@ def _record_probe(
 
 
 def rollback_once(
-    bench: Bench, config: DrillConfig, repos: int, results: Results, run_dir: Path, *, proposed_probe: bool = False
+    bench: Bench, config: DrillConfig, repos: int, results: Results, run_dir: Path, *, serial_probe: bool = False
 ) -> None:
     """Fresh world + the incident, pre-rollback check 3 (untimed here), then Steps 1-4 timed with both probes on.
 
-    ``proposed_probe``: the pilot probe is ``ConcurrentProbe`` (proposals.py) instead of the library's ``Probe``;
-    its figures go under ``probe_proposed`` and ``rollback_proposed_probe``.
+    ``serial_probe``: the pilot probe makes one call at a time instead of the drill's overlapping calls;
+    its figures go under ``probe_serial`` and ``rollback_serial_probe``.
     """
     results.add(
         f"world.seed@{repos}", bench.reseed(config), label="world (re)seed", unit="s", group="world", repos=repos
@@ -341,7 +353,7 @@ def rollback_once(
         f"pre3.backup@{repos}", time.monotonic() - started,
         label="pre-rollback check 3 (backup + verified restore)", unit="s", group="world", repos=repos,
     )  # fmt: skip
-    probes = Probes.start(bench.flowengine, config, pilot_probe=ConcurrentProbe if proposed_probe else Probe)
+    probes = Probes.start(bench.flowengine, config, serial=serial_probe)
     try:
         sim_pid = bench.simulator_pid()
         cpu0, sim0 = time.process_time(), process_cpu_s(sim_pid)
@@ -360,14 +372,14 @@ def rollback_once(
     check_rolled_back(runbook, config)
     t0, t4 = marks[0], marks[-1]
     wall = t4 - t0
-    if proposed_probe:
+    if serial_probe:
         results.add(
-            f"rollback_proposed_probe.execution@{repos}", wall,
-            label="rollback execution with the proposed pilot probe", unit="s", group="pilot probe, proposed", repos=repos,
+            f"rollback_serial_probe.execution@{repos}", wall,
+            label="rollback execution with a serial pilot probe", unit="s", group="pilot probe, serial", repos=repos,
         )  # fmt: skip
         _record_probe(
-            results, probes.pilot, probes.meter, (t0, t4), prefix="probe_proposed", group="pilot probe, proposed",
-            repos=repos, what="proposed pilot probe during Steps 1-4",
+            results, probes.pilot, probes.meter, (t0, t4), prefix="probe_serial", group="pilot probe, serial",
+            repos=repos, what="serial pilot probe during Steps 1-4",
         )  # fmt: skip
         return
     for index, (a, b) in enumerate(itertools.pairwise(marks), start=1):
@@ -400,9 +412,9 @@ def probe_cost(bench: Bench, config: DrillConfig, results: Results, window_s: fl
     cpu0, sim0 = time.process_time(), process_cpu_s(pid)
     pause.wait(window_s)  # the measuring window of the baseline, not a settle
     idle_cpu, idle_sim = time.process_time() - cpu0, process_cpu_s(pid) - sim0
-    for kind in (Probe, ConcurrentProbe):
+    for serial in (False, True):
         meter = ThreadCpu(pilot_flow_call(bench.flowengine, config.pilot_repo))
-        probe = kind("pilot", meter, rate_hz=PILOT_PROBE_HZ)
+        probe = pilot_probe("pilot", meter, serial=serial)
         cpu0, sim0, t0 = time.process_time(), process_cpu_s(pid), time.monotonic()
         probe.start()
         pause.wait(window_s)  # the measuring window
@@ -410,10 +422,10 @@ def probe_cost(bench: Bench, config: DrillConfig, results: Results, window_s: fl
         t1 = time.monotonic()
         wall = t1 - t0
         cpu, sim = time.process_time() - cpu0, process_cpu_s(pid) - sim0
-        if kind is ConcurrentProbe:
+        if serial:
             _record_probe(
-                results, probe, None, (t0, t1), prefix="probe_proposed_alone", group="pilot probe, proposed",
-                repos=None, what="proposed pilot probe alone",
+                results, probe, None, (t0, t1), prefix="probe_serial_alone", group="pilot probe, serial",
+                repos=None, what="serial pilot probe alone",
             )  # fmt: skip
             continue
         group = "pilot probe"

@@ -17,7 +17,13 @@ from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.options import DrillOptions
 from rollback_drill.runbook.actions import IncidentConfirmation
 from rollback_drill.runbook.decision import Decision
-from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
+from rollback_drill.runbook.probes import (
+    EXPANDED_PROBE_HZ,
+    PILOT_PROBE_HZ,
+    PILOT_PROBE_MAX_IN_FLIGHT,
+    expanded_config_call,
+    pilot_flow_call,
+)
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.probe import Probe, ProbeSample, downtime_s, failed_requests, first_ok_after, samples_between
@@ -51,7 +57,11 @@ class DrillProbes:
     def start(cls, flowengine: FlowEngineClient, pilot_repo: str, expanded_repo: str, clock: Clock) -> DrillProbes:
         # Overlapping calls: a slow answer during a rollout must not lower the rate at which the pilot is asked.
         pilot = Probe(
-            "pilot", pilot_flow_call(flowengine, pilot_repo), rate_hz=PILOT_PROBE_HZ, clock=clock, max_in_flight=8
+            "pilot",
+            pilot_flow_call(flowengine, pilot_repo),
+            rate_hz=PILOT_PROBE_HZ,
+            clock=clock,
+            max_in_flight=PILOT_PROBE_MAX_IN_FLIGHT,
         ).start()
         expanded = Probe(
             f"expanded:{expanded_repo}",

@@ -17,6 +17,8 @@ from rollback_drill.timing.probe import ProbeOutcome
 
 PILOT_PROBE_HZ = 10.0
 EXPANDED_PROBE_HZ = 10.0
+PILOT_PROBE_MAX_IN_FLIGHT = 8
+"""The pilot probe keeps its schedule while up to 8 answers are pending (800 ms at 10 Hz)."""
 
 
 def pilot_flow_call(flowengine: FlowEngineClient, pilot: str) -> Callable[[], ProbeOutcome]:
