@@ -15,9 +15,16 @@ simulator keeps them. ``--allowlist-source`` says where the allowlist view comes
 
 - ``static`` (default): ``--available-pods`` pods serving the pilot plus ``--repos``;
 - ``file:PATH``: a JSON file ``{"available_pods": N, "repos": [...]}``, read again when it changes;
+- ``env:VAR``: this process is one FlowEngine pod, serving the pilot plus the repos of its own
+  ``REPO_ALLOWLIST`` (a comma-separated ``VAR``), as a real replica does;
 - ``MODULE:FACTORY``: ``FACTORY(**kwargs)`` returns the source (a callable giving an
   ``AllowlistView``), with kwargs from ``--allowlist-arg KEY=VALUE``; this is how the
   cluster-backed source (a Kubernetes watch) plugs in.
+
+In a pod (``--in-pod``, on the ``kind`` target) it serves on the pod's own addresses for its
+Service, keeps injections in TaskDB so that every replica sees them (``--shared-injections``),
+and exits with status 1 at start while ``FLOWENGINE_FAULT`` is ``crash-loop`` (the pod's
+fault annotation, through the downward API): a real crash loop, restarts and back-off included.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DSN_ENV = "ROLLBACK_DRILL_TASKDB_DSN"
 DEFAULT_PILOT = "compliance-service"
+POD_DRAIN_S = 3.0
+"""After SIGTERM a pod keeps serving this long (its terminationGracePeriodSeconds is longer)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--flow-latency-s", type=float, default=0.05, help="real time each flow takes")
     parser.add_argument("--no-injection", action="store_true", help="refuse incident injection (403)")
     parser.add_argument("--quiet", action="store_true", help="do not copy log lines to stderr")
+    parser.add_argument(
+        "--in-pod",
+        action="store_true",
+        help="run as a FlowEngine pod: serve on the pod's addresses (only inside a Kubernetes pod)",
+    )
+    parser.add_argument(
+        "--shared-injections", action="store_true", help="keep injections in TaskDB, shared by every pod"
+    )
     parser.add_argument(
         "--cri-log",
         type=Path,
@@ -119,6 +137,13 @@ def allowlist_source(spec: str, *, pilot: str, repos: str, available_pods: int, 
         return lambda: view
     if spec.startswith("file:"):
         return _FileSource(Path(spec.removeprefix("file:")))
+    if spec.startswith("env:"):
+        variable = spec.removeprefix("env:")
+        value = os.environ.get(variable)
+        if value is None:
+            raise InputError(f"--allowlist-source {spec}: the environment variable {variable} is not set")
+        own = AllowlistView(1, frozenset({pilot, *(r for r in value.replace(",", " ").split() if r)}))
+        return lambda: own
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InputError(f"--allowlist-source {spec!r}: use static, file:PATH or MODULE:FACTORY")
@@ -145,6 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowengine simulator: the TaskDB DSN is not set; export {args.dsn_env}=postgresql://USER:PASSWORD@HOST:PORT/DB",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.in_pod and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        print("flowengine simulator: --in-pod is for a container of a Kubernetes pod; elsewhere it serves on "
+              "127.0.0.1 only (drop --in-pod)", file=sys.stderr)  # fmt: skip
+        return 2
+    fault = os.environ.get("FLOWENGINE_FAULT", "")
+    if fault == "crash-loop":
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{stamp} CRITICAL flowengine cannot start: staged fault {fault!r} (the pod's fault annotation)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - the signal API's signature
@@ -181,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             state_file=args.state_file,
             log_sink=None if args.quiet and cri_log is None else to_stderr,
+            in_pod=args.in_pod,
+            shared_injections=args.shared_injections,
         )
         url = simulator.start()
     except (InputError, OSError) as exc:
@@ -189,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
     try:
         stop.wait()  # a signal handler sets it; the wait is interruptible on POSIX
+        if args.in_pod:
+            # Endpoints drop a terminating pod within a second or two; until then requests still arrive here.
+            simulator.log("INFO", f"terminating: serving {POD_DRAIN_S:.0f} s more while the Service forgets this pod")
+            time.sleep(POD_DRAIN_S)
     finally:
         simulator.log("INFO", "stopping on signal")
         simulator.stop()

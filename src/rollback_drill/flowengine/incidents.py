@@ -21,10 +21,10 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from rollback_drill.errors import InputError
 
@@ -547,16 +547,34 @@ class FlowEffect:
     kill_rate: float
 
 
+class InjectionStore(Protocol):
+    """Where several simulator processes (the pods of one Deployment) share their injections."""
+
+    def write(self, payload: dict[str, object]) -> int:
+        """Replace the shared payload; return its new version."""
+        ...
+
+    def read(self) -> tuple[int, dict[str, object]]:
+        """The current version and payload (version 0 and an empty payload before the first write)."""
+        ...
+
+
 class InjectionState:
     """The active injections, thread-safe, with the pure part of their effects.
 
     Every method that depends on scope takes ``served``: the repos that available
     flowengine pods serve right now (empty while no pod is available).
+
+    With a ``store``, every change is written there and :meth:`refresh` picks up the
+    changes other processes wrote: an incident injected through one pod of the Service
+    reaches every pod, as it would reach every replica of the real FlowEngine.
     """
 
-    def __init__(self, pilot: str, state_file: Path | None = None) -> None:
+    def __init__(self, pilot: str, state_file: Path | None = None, store: InjectionStore | None = None) -> None:
         self.pilot = pilot
         self.state_file = state_file
+        self.store = store
+        self._store_version = 0
         self._lock = threading.RLock()
         self._active: dict[str, Injection] = {}
 
@@ -597,9 +615,11 @@ class InjectionState:
             return removed
 
     def _save(self, now_mono: float) -> None:
+        payload = {"pilot": self.pilot, "injections": [i.to_state(now_mono) for i in self._active.values()]}
+        if self.store is not None:
+            self._store_version = self.store.write({**payload, "saved_at": datetime.now(UTC).isoformat()})
         if self.state_file is None:
             return
-        payload = {"pilot": self.pilot, "injections": [i.to_state(now_mono) for i in self._active.values()]}
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(self.state_file.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
@@ -623,6 +643,29 @@ class InjectionState:
                     injection = Injection.from_state(item, now_mono=now_mono, now_wall=now_wall)
                     self._active[injection.name] = injection
             return len(self._active)
+
+    def refresh(self, *, now_mono: float, now_wall: datetime) -> tuple[Injection, ...]:
+        """Take the store's injections if another process changed them; return the ones new to this process."""
+        if self.store is None:
+            return ()
+        version, payload = self.store.read()
+        with self._lock:
+            if version == self._store_version:
+                return ()
+            saved_raw = payload.get("saved_at")
+            saved_at = datetime.fromisoformat(saved_raw) if isinstance(saved_raw, str) else now_wall
+            # Ages in the payload are as of saved_at: seen from here they are that much older.
+            then_mono = now_mono - max(0.0, (now_wall - saved_at).total_seconds())
+            items = payload.get("injections", [])
+            loaded = {}
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    injection = Injection.from_state(item, now_mono=then_mono, now_wall=saved_at)
+                    loaded[injection.name] = injection
+            new = tuple(i for name, i in loaded.items() if name not in self._active)
+            self._active = loaded
+            self._store_version = version
+            return new
 
     # -- observation -----------------------------------------------------------------------------
 

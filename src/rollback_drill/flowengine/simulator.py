@@ -206,6 +206,56 @@ class _ConnectionPool:
             conn.close()
 
 
+INJECTIONS_SCHEMA: Final = "flowengine_sim"
+"""Where the pods of a Deployment share their injections: a schema of its own, apart from FlowEngine's tables."""
+
+
+class TaskDBInjectionStore:
+    """The injections of every simulator pod, in one row of ``flowengine_sim.injections`` in TaskDB."""
+
+    def __init__(self, pool: _ConnectionPool) -> None:
+        self._pool = pool
+        self._ready = False
+
+    def _ensure(self, conn: Conn) -> None:
+        if self._ready:
+            return
+        with conn.transaction():
+            # The pods start together: one of them creates the table, the others wait for it.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('flowengine_sim.injections'))")
+            conn.execute("CREATE SCHEMA IF NOT EXISTS flowengine_sim")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS flowengine_sim.injections ("
+                "id smallint PRIMARY KEY CHECK (id = 1), version bigint NOT NULL, payload jsonb NOT NULL)"
+            )
+            conn.execute("INSERT INTO flowengine_sim.injections VALUES (1, 0, '{}') ON CONFLICT (id) DO NOTHING")
+        self._ready = True
+
+    def write(self, payload: dict[str, object]) -> int:
+        with self._pool.connection() as conn:
+            self._ensure(conn)
+            row = conn.execute(
+                "UPDATE flowengine_sim.injections SET version = version + 1, payload = %s "
+                "WHERE id = 1 RETURNING version",
+                (json.dumps(payload),),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def read(self) -> tuple[int, dict[str, object]]:
+        try:
+            with self._pool.connection() as conn:
+                self._ensure(conn)
+                row = conn.execute("SELECT version, payload FROM flowengine_sim.injections WHERE id = 1").fetchone()
+        except psycopg.errors.UndefinedTable:
+            # A restore from a dump taken before the first injection: nothing is injected.
+            self._ready = False
+            return 0, {}
+        if row is None:
+            return 0, {}
+        payload = row[1] if isinstance(row[1], dict) else {}
+        return int(row[0]), payload
+
+
 @dataclass(frozen=True)
 class _Schema:
     """Which Phase 6/7 objects exist; detected on every flow, because Step 3 removes them mid-drill."""
@@ -264,6 +314,14 @@ class _Scope:
         return self.view is not None and self.view.available_pods > 0
 
 
+def _listen_host(host: str, *, in_pod: bool) -> str:
+    if in_pod:
+        return "0.0.0.0"  # noqa: S104 - the pod's own network namespace, reached only through its Service
+    if host not in LOOPBACK:
+        raise InputError(f"the simulator listens on loopback only (127.0.0.1), not {host!r}")
+    return host
+
+
 class Simulator:
     """The FlowEngine reference simulator. ``start()`` serves it on 127.0.0.1; ``stop()`` ends it."""
 
@@ -282,11 +340,14 @@ class Simulator:
         state_file: Path | None = None,
         observe_interval_s: float | None = 0.5,
         log_sink: Callable[[str], None] | None = None,
+        in_pod: bool = False,
+        shared_injections: bool = False,
     ) -> None:
+        """``in_pod``: serve on every address of the pod's own network namespace (``0.0.0.0``), which only a
+        Kubernetes Service reaches; ``shared_injections``: keep injections in TaskDB, shared by every pod."""
         if not pilot_repo:
             raise InputError("the simulator needs the pilot repo's name (--pilot-repo compliance-service)")
-        if host not in LOOPBACK:
-            raise InputError(f"the simulator listens on loopback only (127.0.0.1), not {host!r}")
+        host = _listen_host(host, in_pod=in_pod)
         if flow_latency_s < 0:
             raise InputError(f"flow_latency_s must be >= 0, got {flow_latency_s!r}")
         password = dsn_password(taskdb_dsn)
@@ -296,6 +357,7 @@ class Simulator:
         self.flow_latency_s = flow_latency_s
         self.accept_injection = accept_injection
         self._host = "127.0.0.1" if host == "localhost" else host
+        self.in_pod = in_pod
         self._port = port
         self._allowlist_source = allowlist_source
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -303,7 +365,9 @@ class Simulator:
         self._pool = _ConnectionPool(taskdb_dsn)
         self._observe_interval_s = observe_interval_s
         self._log_sink = log_sink
-        self.injections = InjectionState(pilot_repo, state_file)
+        self.injections = InjectionState(
+            pilot_repo, state_file, TaskDBInjectionStore(self._pool) if shared_injections else None
+        )
 
         self._lock = threading.RLock()
         self._rng_lock = threading.Lock()
@@ -370,13 +434,15 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        host = "127.0.0.1" if self.in_pod else self._host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> str:
         """Load the state file, bind, serve on a background thread, and return the base URL."""
         if self._server is not None:
             raise InputError("the simulator is already started")
         loaded = self.injections.load(now_mono=self._clock.monotonic(), now_wall=self._clock.wall())
+        self._refresh_injections()  # a pod that starts late serves what the others already serve
         server = _Server((self._host, self._port), _Handler)
         server.simulator = self
         self._server = server
@@ -418,7 +484,21 @@ class Simulator:
     def _observe_loop(self) -> None:
         interval = self._observe_interval_s or 0.5
         while not self._stopping.wait(interval):
+            self._refresh_injections()
             self._observe()
+
+    def _refresh_injections(self) -> None:
+        """Take the injections another pod wrote to TaskDB, and log the new ones as that pod did."""
+        if self.injections.store is None:
+            return
+        try:
+            with self._inject_lock:
+                new = self.injections.refresh(now_mono=self._clock.monotonic(), now_wall=self._clock.wall())
+        except (psycopg.Error, ValueError) as exc:
+            self.log("WARNING", f"cannot read the shared injections from TaskDB: {_first_line(exc)}")
+            return
+        for injection in new:
+            self._log_injection(injection)
 
     # -- logging ---------------------------------------------------------------------------------
 
@@ -877,6 +957,7 @@ class Simulator:
     # -- incidents -------------------------------------------------------------------------------
 
     def incidents(self) -> Reply:
+        self._refresh_injections()
         return Reply(
             HTTPStatus.OK,
             {"active": [i.record() for i in self.injections.active()], "names": list(INCIDENT_NAMES)},
@@ -900,6 +981,7 @@ class Simulator:
                 status=HTTPStatus.FORBIDDEN,
             )
         params = validate_params(name, params)
+        self._refresh_injections()
         with self._inject_lock:
             if self.injections.get(name) is not None:
                 raise IncidentError(
@@ -974,6 +1056,7 @@ class Simulator:
 
     def clear_incidents(self, name: str | None = None) -> Reply:
         """Remove injections (all, or one) and the flows they backdated. TaskDB corruption stays: Step 3 fixes it."""
+        self._refresh_injections()
         with self._inject_lock:
             now = self._clock.monotonic()
             if name is None:

@@ -6,6 +6,7 @@ shapes are unit-tested and the same manifests seed every drill-made cluster.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rollback_drill.config import DrillConfig
@@ -19,6 +20,28 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 WORLD_LABEL = "rollback-drill.io/world"
 
 
+KWOK_IMAGE_PREFIX = "registry.invalid/"
+"""kwok's pods name an image no registry serves: nothing ever pulls it."""
+TASKDB_DSN_ENV = "ROLLBACK_DRILL_TASKDB_DSN"
+HTTP_PORT = 8080
+
+
+@dataclass(frozen=True)
+class PodRuntime:
+    """FlowEngine as real pods (the ``kind`` target): the simulator image, and TaskDB as the pods reach it.
+
+    Without one, the pods are kwok's: their image is never pulled and the simulator runs beside the
+    cluster, following them through a watch.
+    """
+
+    image: str
+    """A locally built image the nodes already hold (``kind load``), so it is never pulled."""
+    dsn_secret: str = "flowengine-taskdb"  # noqa: S105 - the Secret's name, not its content
+    """The Secret (key ``dsn``) with TaskDB's DSN as seen from a pod."""
+    node_port: int = 30080
+    """The flowengine Service's NodePort, which the kind node publishes on 127.0.0.1."""
+
+
 def allowlist_value(repos: tuple[str, ...] | list[str]) -> str:
     """``REPO_ALLOWLIST`` as the runbook writes it: comma-separated, pilot first."""
     return ",".join(repos)
@@ -28,9 +51,51 @@ def parse_allowlist(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-def flowengine_deployment(config: DrillConfig, phase: int, namespace: str) -> dict[str, Any]:
+def _pod_container(config: DrillConfig, runtime: PodRuntime) -> dict[str, Any]:
+    """What the container gains when it really runs: the simulator, TaskDB's DSN, and the staged fault."""
+    return {
+        "image": runtime.image,
+        "imagePullPolicy": "Never",
+        "command": [
+            *("python3", "-m", "rollback_drill.flowengine", "--in-pod", "--port", str(HTTP_PORT)),
+            *("--pilot-repo", config.pilot_repo, "--allowlist-source", "env:REPO_ALLOWLIST", "--shared-injections"),
+        ],
+        "extra_env": [
+            {"name": TASKDB_DSN_ENV, "valueFrom": {"secretKeyRef": {"name": runtime.dsn_secret, "key": "dsn"}}},
+            # The staged fault is the pod's annotation; a pod that has it crashes at start, again and again.
+            {
+                "name": "FLOWENGINE_FAULT",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{FAULT_ANNOTATION}']"}},
+            },
+        ],
+    }
+
+
+def flowengine_deployment(
+    config: DrillConfig, phase: int, namespace: str, runtime: PodRuntime | None = None
+) -> dict[str, Any]:
     names = config.kubernetes
     labels = {"app": names.deployment, WORLD_LABEL: "true"}
+    container: dict[str, Any] = {
+        "name": names.container,
+        # Never pulled: kwok plays the nodes. On kind the simulator image replaces it.
+        "image": f"{KWOK_IMAGE_PREFIX}flowengine:phase-{phase}",
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "env": [
+            {"name": "REPO_ALLOWLIST", "value": allowlist_value(config.allowlist_for(phase))},
+            {"name": "FLOWENGINE_PHASE", "value": str(phase)},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": HTTP_PORT}, "periodSeconds": 5},
+    }
+    if runtime is not None:
+        real = _pod_container(config, runtime)
+        container["env"] += real.pop("extra_env")
+        container.update(real)
+        container["readinessProbe"] = {
+            "httpGet": {"path": "/health", "port": HTTP_PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -45,23 +110,36 @@ def flowengine_deployment(config: DrillConfig, phase: int, namespace: str) -> di
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "containers": [
-                        {
-                            "name": names.container,
-                            # Never pulled: kwok plays the nodes. On kind the simulator image replaces it.
-                            "image": f"registry.invalid/flowengine:phase-{phase}",
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "env": [
-                                {"name": "REPO_ALLOWLIST", "value": allowlist_value(config.allowlist_for(phase))},
-                                {"name": "FLOWENGINE_PHASE", "value": str(phase)},
-                            ],
-                            "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 5},
-                        }
-                    ],
-                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    # The simulator stops within a second of SIGTERM; real pods then leave a rollout quickly.
+                    "terminationGracePeriodSeconds": 5 if runtime is not None else 30,
                 },
             },
         },
+    }
+
+
+def flowengine_service(config: DrillConfig, namespace: str, runtime: PodRuntime) -> dict[str, Any]:
+    """The Service in front of the Ready flowengine pods; its NodePort is what the drill's client calls."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": config.kubernetes.deployment, "namespace": namespace, "labels": {WORLD_LABEL: "true"}},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": config.kubernetes.deployment},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": runtime.node_port}],
+        },
+    }
+
+
+def taskdb_secret(namespace: str, runtime: PodRuntime, dsn: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": runtime.dsn_secret, "namespace": namespace, "labels": {WORLD_LABEL: "true"}},
+        "type": "Opaque",
+        "stringData": {"dsn": dsn},
     }
 
 

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig
-from rollback_drill.errors import UnsafeTarget
+from rollback_drill.errors import InputError, UnsafeTarget
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
@@ -126,8 +126,16 @@ def seed_world(
     taskdb: TaskDB | None,
     *,
     rollout_timeout_s: float = 120,
+    runtime: manifests.PodRuntime | None = None,
+    pod_taskdb_dsn: str | None = None,
 ) -> WorldState:
-    """Namespaces, the flowengine Deployment (production and staging), repo-config, the alert rules, the TaskDB schema."""
+    """Namespaces, the flowengine Deployment (production and staging), repo-config, the alert rules, the TaskDB schema.
+
+    With a ``runtime`` (the kind target) the pods really run the simulator: they get TaskDB's DSN as the
+    pods reach it (``pod_taskdb_dsn``, in a Secret) and production gets the flowengine Service.
+    """
+    if runtime is not None and not pod_taskdb_dsn:
+        raise InputError("FlowEngine pods need TaskDB's DSN as they reach it (pod_taskdb_dsn)")
     if not cluster.created_by_drill:
         raise UnsafeTarget(
             f"refusing to seed the drill world on {cluster.fingerprint}: the world is only seeded on clusters the drill created"
@@ -138,8 +146,21 @@ def seed_world(
     for namespace in (names.namespace, names.staging_namespace, names.monitoring_namespace):
         _ensure_namespace(core, namespace)
     ensure_crd(api)
+    if runtime is not None and pod_taskdb_dsn:
+        for namespace in (names.namespace, names.staging_namespace):
+            secret = manifests.taskdb_secret(namespace, runtime, pod_taskdb_dsn)
+            _create_or_replace(
+                partial(core.create_namespaced_secret, namespace, cast("Any", secret)),
+                partial(core.replace_namespaced_secret, runtime.dsn_secret, namespace, cast("Any", secret)),
+            )
+        service = manifests.flowengine_service(config, names.namespace, runtime)
+        with suppress_conflict():
+            core.create_namespaced_service(names.namespace, cast("Any", service))
+    if taskdb is not None and runtime is not None:
+        # Real pods connect at start: the schema is there before they are.
+        reset_taskdb(taskdb, config, phase)
     for namespace in (names.namespace, names.staging_namespace):
-        body = manifests.flowengine_deployment(config, phase, namespace)
+        body = manifests.flowengine_deployment(config, phase, namespace, runtime)
         _create_or_replace(
             partial(apps.create_namespaced_deployment, namespace, cast("Any", body)),
             partial(apps.replace_namespaced_deployment, names.deployment, namespace, cast("Any", body)),
@@ -151,7 +172,7 @@ def seed_world(
     )
     _delete_faulted_pods(core, config)
     _sync_alert_rules(api, config, phase)
-    if taskdb is not None:
+    if taskdb is not None and runtime is None:
         reset_taskdb(taskdb, config, phase)
     for namespace in (names.namespace, names.staging_namespace):
         wait_for_rollout(api, namespace, names.deployment, timeout_s=rollout_timeout_s)
