@@ -60,7 +60,7 @@ drill: prerequisites
 test-kind: prerequisites
 	scripts/install-runc-wrapper.sh
 	scripts/build-kind-node.sh
-	$(BIN)/pytest features -m kind $(PYTEST_FLAGS)
+	$(BIN)/pytest features -m kind --target kind $(PYTEST_FLAGS)
 
 bench: prerequisites
 	$(BIN)/pip install -q -e '.[dev,bench]' && $(BIN)/python benchmarks/run.py

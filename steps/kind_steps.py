@@ -1,8 +1,9 @@
-"""Steps for features/kind.feature: a real kind cluster, its control plane, CNI and a real rollout."""
+"""Steps for features/kind.feature: a real kind cluster, its control plane, CNI, real rollouts and FlowEngine pods."""
 
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 
 from kubernetes import client
 from pytest_bdd import given, parsers, then, when
@@ -10,6 +11,7 @@ from pytest_bdd import given, parsers, then, when
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.targets import kind
 from rollback_drill.timing.wait import wait_until
+from rollback_drill.toolchain.build import ensure_binaries
 
 POD_SUBNET = ipaddress.ip_network("10.244.0.0/16")
 """kind's default pod subnet."""
@@ -195,3 +197,69 @@ def _through_service(kind_api, kind_namespace, app, name):
     log = core.read_namespaced_pod_log("fetch", kind_namespace)
     assert phase == "Succeeded", f"fetch {url}: {phase}; log: {log!r}"
     assert log.startswith("hello from hello-"), f"page: {log!r}"
+
+
+# --- FlowEngine as real pods -------------------------------------------------------------------------
+
+
+def _serving_pods(api: client.ApiClient, config) -> list[client.V1Pod]:
+    """The flowengine pods of production that are not on their way out."""
+    names = config.kubernetes
+    pods = client.CoreV1Api(api).list_namespaced_pod(names.namespace, label_selector=f"app={names.deployment}").items
+    return [p for p in pods if not p.metadata.deletion_timestamp]
+
+
+@then("every flowengine pod runs the simulator image on a kind node, Ready, with an IP from the pod network")
+def _flowengine_pods(k8s_api, kind_cluster, drill_env, drill_config):
+    image = drill_env.pod_runtime["image"]
+    nodes = set(kind.node_containers(kind_cluster.name))
+    pods = _serving_pods(k8s_api, drill_config)
+    assert pods, "no flowengine pod"
+    for pod in pods:
+        name = pod.metadata.name
+        assert pod.status.phase == "Running", f"{name}: {pod.status.phase}"
+        assert pod.spec.node_name in nodes, f"{name} on {pod.spec.node_name}, kind nodes {nodes}"
+        assert ipaddress.ip_address(pod.status.pod_ip) in POD_SUBNET, f"{name}: {pod.status.pod_ip}"
+        (status,) = [s for s in pod.status.container_statuses or [] if s.name == drill_config.kubernetes.container]
+        assert status.ready, f"{name}: container not ready ({status.state})"
+        assert status.container_id.startswith("containerd://"), f"{name}: {status.container_id}"
+        assert status.image.endswith(image.split("/", 1)[-1]), f"{name} runs {status.image}, not {image}"
+
+
+@then(parsers.parse('every flowengine pod logs the incident "{incident}" within {seconds:d} seconds'))
+def _pods_log_incident(k8s_api, drill_config, incident, seconds):
+    core = client.CoreV1Api(k8s_api)
+    names = drill_config.kubernetes
+    wanted = f"incident injected: {incident}"
+
+    def silent_pods():
+        silent = [
+            pod.metadata.name
+            for pod in _serving_pods(k8s_api, drill_config)
+            if wanted not in core.read_namespaced_pod_log(pod.metadata.name, names.namespace, container=names.container)
+        ]
+        return None if silent else True
+
+    wait_until(
+        silent_pods,
+        timeout_s=seconds,
+        interval_s=1,
+        describe=f"every flowengine pod's log (kubectl logs) to show {wanted!r}",
+        hint="each pod reads the injections the others wrote to TaskDB twice a second",
+    )
+
+
+@then("kubectl exec in every flowengine pod prints a REPO_ALLOWLIST of only the pilot")
+def _exec_allowlist(k8s_api, cluster, drill_config):
+    kubectl = str(ensure_binaries()["kubectl"])
+    names = drill_config.kubernetes
+    pods = _serving_pods(k8s_api, drill_config)
+    assert pods, "no flowengine pod"
+    for pod in pods:
+        argv = [
+            kubectl, "--kubeconfig", cluster.kubeconfig, "exec", "-n", names.namespace, pod.metadata.name,
+            "-c", names.container, "--", "printenv", "REPO_ALLOWLIST",
+        ]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, f"kubectl exec {pod.metadata.name}: {proc.stderr.strip()}"
+        assert proc.stdout.strip() == drill_config.pilot_repo, f"{pod.metadata.name}: {proc.stdout.strip()!r}"

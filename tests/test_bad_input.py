@@ -23,7 +23,6 @@ import pytest
 import yaml
 from kubernetes import client
 
-from rollback_drill import environment
 from rollback_drill.config import default_config_path, load_config
 from rollback_drill.targets import local
 from rollback_drill.targets.cluster import Cluster, identify
@@ -136,22 +135,15 @@ CASES = (
         ("run", "--target", "staging"),
         ("--target", "invalid choice: 'staging'", "rollback-drill run --help"),
     ),
-    # Bad input only until the kind issue wires kind in (environment.KIND_AVAILABLE); then these two go.
-    *(
-        ()
-        if environment.KIND_AVAILABLE
-        else (
-            Case(
-                "kind-target-not-built",
-                ("run", "--target", "kind"),
-                ("--target kind is not available", "--target local"),
-            ),
-            Case(
-                "kind-target-for-env-up",
-                ("env", "up", "--name", "k", "--target", "kind"),
-                ("--target kind is not available", "--target local"),
-            ),
-        )
+    Case(
+        "kind-target-with-local-taskdb",
+        ("run", "--target", "kind", "--taskdb", "local"),
+        ("--target kind needs --taskdb container", "kind's Docker network"),
+    ),
+    Case(
+        "kind-target-for-env-up-with-local-taskdb",
+        ("env", "up", "--name", "k", "--target", "kind", "--taskdb", "local"),
+        ("--target kind needs --taskdb container",),
     ),
     Case(
         "kubeconfig-target-without-file",

@@ -101,3 +101,22 @@ def test_without_go_the_newest_node_image_is_used(monkeypatch):
     monkeypatch.setattr(kind_image, "node_image_tag", no_go)
     monkeypatch.setattr(kind_image, "_newest_node_image", lambda: "rollback-drill/kind-node:v1.34.4-0123456789ab")
     assert kind_image.find_node_image() == "rollback-drill/kind-node:v1.34.4-0123456789ab"
+
+
+def test_published_node_ports_listen_on_loopback_only():
+    config = kind.cluster_config(published={30080: 41234})
+    (control_plane,) = config["nodes"]
+    assert control_plane["extraPortMappings"] == [
+        {"containerPort": 30080, "hostPort": 41234, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+    ]
+
+
+def test_a_published_node_port_has_a_loopback_url_and_survives_the_state_file():
+    cluster = kind.KindCluster(
+        name="x", kubeconfig="/k", config="/c", image="i", kind="/bin/kind", published={30080: 41234}
+    )
+    again = kind.KindCluster.from_state(cluster.to_state())
+    assert again == cluster
+    assert again.url(30080) == "http://127.0.0.1:41234"
+    with pytest.raises(InputError, match="not published"):
+        again.url(30081)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,20 +29,22 @@ from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.errors import ConfigError, InputError, ToolchainError
-from rollback_drill.targets import local
+from rollback_drill.targets import kind, local
 from rollback_drill.targets.cluster import Cluster, TargetKind, identify
 from rollback_drill.taskdb import providers
 from rollback_drill.taskdb.providers import ProviderName, TaskDB
 from rollback_drill.timing.wait import wait_until
+from rollback_drill.toolchain import flowengine_image
 from rollback_drill.toolchain.build import ensure_binaries
 from rollback_drill.toolchain.images import ensure_postgres_image
-from rollback_drill.world.manifests import CRASH_LOOP_STAGE
+from rollback_drill.world.manifests import CRASH_LOOP_STAGE, PodRuntime
 from rollback_drill.world.seed import seed_world
 
 DRILL_NAMESPACES = ("production", "staging", "monitoring")
-KIND_AVAILABLE = False
-"""Whether the drill can create kind clusters yet. The one switch: `env up` and `rollback-drill run` both
-refuse --target kind (exit 2) while it is False. The kind issue sets it when it wires kind in."""
+KIND_FLOWENGINE_NODE_PORT = 30080
+"""The flowengine Service's NodePort on kind, published on 127.0.0.1 for the drill's client."""
+KIND_WORLD_ROLLOUT_TIMEOUT_S = 300.0
+"""On kind the flowengine pods really start (a Python process each, on a machine of a few cores)."""
 
 
 def state_home() -> Path:
@@ -75,8 +77,14 @@ class EnvironmentState:
     control_plane: dict[str, Any] | None = None
     taskdb: dict[str, Any] | None = None
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Processes started beside the cluster (FlowEngine simulator, notification sinks): name -> {pid, port, url}."""
+    """Processes started beside the cluster (FlowEngine simulator, notification sinks): name -> {pid, port, url}.
+
+    On kind, ``flowengine`` has a ``url`` and no ``pid``: FlowEngine runs as pods behind its Service."""
     timings_s: dict[str, float] = field(default_factory=dict)
+    kind_cluster: dict[str, Any] | None = None
+    """The kind cluster (``targets.kind.KindCluster.to_state``), when the target is kind."""
+    pod_runtime: dict[str, Any] | None = None
+    """How FlowEngine pods run on kind: ``{"image", "node_port", "taskdb_host", "taskdb_port"}``."""
 
     def save(self) -> None:
         path = state_path(self.name)
@@ -120,6 +128,15 @@ class EnvironmentState:
             created_by_drill=True,
         )
 
+    def world_kwargs(self) -> dict[str, Any]:
+        """What ``seed_world`` needs besides the configuration for this environment's pods (nothing on local)."""
+        db = self.taskdb_handle()
+        if not self.pod_runtime or db is None:
+            return {}
+        runtime = PodRuntime(image=str(self.pod_runtime["image"]), node_port=int(self.pod_runtime["node_port"]))
+        pod_dsn = replace(db, host=str(self.pod_runtime["taskdb_host"]), port=int(self.pod_runtime["taskdb_port"])).dsn
+        return {"runtime": runtime, "pod_taskdb_dsn": pod_dsn, "rollout_timeout_s": KIND_WORLD_ROLLOUT_TIMEOUT_S}
+
     def public(self) -> dict[str, Any]:
         """For `env status --json` and `env up --json`: never the password."""
         db = self.taskdb_handle()
@@ -160,32 +177,38 @@ def _timed(state: EnvironmentState, part: str, progress: Callable[[str], None], 
     return result
 
 
-def _prepare_cluster(kubeconfig: str) -> None:
-    """Fake nodes for kwok, the drill namespaces, and a wait for what a fresh cluster creates lazily."""
+def _add_fake_nodes(core: client.CoreV1Api) -> None:
+    for index in range(local.NODE_COUNT):
+        with suppress(ApiException):
+            core.create_node(local.fake_node_manifest(f"kwok-node-{index}"))  # type: ignore[arg-type] # a manifest dict is accepted
+
+    def nodes_ready() -> bool:
+        nodes = core.list_node().items
+        ready = [
+            n
+            for n in nodes
+            if n.status and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+        ]
+        return len(ready) >= local.NODE_COUNT
+
+    wait_until(
+        nodes_ready,
+        timeout_s=60,
+        describe=f"{local.NODE_COUNT} kwok nodes Ready",
+        hint="see kwok.log in the environment directory",
+    )
+
+
+def _prepare_cluster(kubeconfig: str, *, fake_nodes: bool = True) -> None:
+    """Fake nodes for kwok (not on kind, which has real ones), the drill namespaces, and a wait for what a
+    fresh cluster creates lazily."""
     from rollback_drill.targets.cluster import api_client  # noqa: PLC0415 - avoid a cycle at import
 
     api = api_client(kubeconfig)
     try:
         core = client.CoreV1Api(api)
-        for index in range(local.NODE_COUNT):
-            with suppress(ApiException):
-                core.create_node(local.fake_node_manifest(f"kwok-node-{index}"))  # type: ignore[arg-type] # a manifest dict is accepted
-
-        def nodes_ready() -> bool:
-            nodes = core.list_node().items
-            ready = [
-                n
-                for n in nodes
-                if n.status and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
-            ]
-            return len(ready) >= local.NODE_COUNT
-
-        wait_until(
-            nodes_ready,
-            timeout_s=60,
-            describe=f"{local.NODE_COUNT} kwok nodes Ready",
-            hint="see kwok.log in the environment directory",
-        )
+        if fake_nodes:
+            _add_fake_nodes(core)
         for name in DRILL_NAMESPACES:
             try:
                 core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
@@ -228,8 +251,8 @@ def bring_up(
 
     On failure, whatever was started is removed again.
     """
-    if target == "kind" and not KIND_AVAILABLE:
-        raise ConfigError("--target kind is not available yet: the kind target is not built; use --target local")
+    if target == "kind":
+        check_kind_target(taskdb)
     if target == "kubeconfig":
         raise ConfigError(
             "`env up` creates environments; a --target kubeconfig cluster already exists and is used with `rollback-drill run --target kubeconfig`"
@@ -247,6 +270,9 @@ def bring_up(
     state = EnvironmentState(name=name, target=target, directory=str(directory))
     state.save()
     try:
+        if target == "kind":
+            _bring_up_kind(state, directory, progress, with_world=with_world, phase=phase, config=config)
+            return state
         binaries = _timed(state, "binaries", progress, lambda: ensure_binaries(binaries_dir))
         plane = _timed(
             state,
@@ -283,6 +309,84 @@ def bring_up(
         tear_down(state)
         raise
     return state
+
+
+def check_kind_target(taskdb: ProviderName) -> None:
+    """Refuse --target kind at once, naming what is missing here (Docker, the kind binary, the node image)."""
+    if taskdb != "container":
+        raise ConfigError(
+            f"--target kind needs --taskdb container (the FlowEngine pods reach TaskDB on kind's Docker network), "
+            f"not --taskdb {taskdb}"
+        )
+    problems = kind.missing()
+    if problems:
+        raise ConfigError("--target kind cannot run here: " + "; ".join(problems))
+
+
+def kind_cluster_name(env_name: str) -> str:
+    """A kind cluster name (at most 42 characters) that says which environment it belongs to."""
+    short = "".join(c if c.isalnum() else "-" for c in env_name.lower()).strip("-")[:30].strip("-")
+    return f"rbd-{short or 'env'}-{secrets.token_hex(2)}"
+
+
+def _bring_up_kind(
+    state: EnvironmentState,
+    directory: Path,
+    progress: Callable[[str], None],
+    *,
+    with_world: bool,
+    phase: int,
+    config: DrillConfig | None,
+) -> None:
+    """A kind cluster, TaskDB on kind's network, and (with the world) FlowEngine as real pods of the simulator image."""
+    cluster_dir = directory / "cluster"
+    made = _timed(
+        state,
+        "kind cluster",
+        progress,
+        lambda: kind.create(kind_cluster_name(state.name), cluster_dir, publish=(KIND_FLOWENGINE_NODE_PORT,)),
+    )
+    state.kind_cluster = made.to_state()
+    state.kubeconfig = made.kubeconfig
+    state.save()
+    _timed(state, "namespaces", progress, lambda: _prepare_cluster(made.kubeconfig, fake_nodes=False))
+    cluster = identify("kind", made.kubeconfig, created_by_drill=True)
+    state.fingerprint = cluster.fingerprint
+    state.server_version = cluster.server_version
+    state.save()
+    db = _timed(
+        state,
+        "taskdb",
+        progress,
+        lambda: providers.start_container(ensure_postgres_image(), label=state.name, network=kind.KIND_NETWORK),
+    )
+    state.taskdb = db.to_state()
+    state.save()
+    if not with_world:
+        return
+    world_config = config or load_config()
+    image = _timed(state, "flowengine image", progress, flowengine_image.ensure_image)
+    _timed(state, "flowengine image into the nodes", progress, lambda: kind.load_image(made, image))
+    state.pod_runtime = {
+        "image": image,
+        "node_port": KIND_FLOWENGINE_NODE_PORT,
+        "taskdb_host": kind.network_address(str(db.container_id)),
+        "taskdb_port": 5432,
+    }
+    state.save()
+
+    def seed() -> None:
+        api = cluster.api_client()
+        try:
+            seed_world(api, cluster, world_config, phase, db, **state.world_kwargs())
+        finally:
+            api.close()
+
+    _timed(state, "world (flowengine pods)", progress, seed)
+    state.services["flowengine"] = {"url": made.url(KIND_FLOWENGINE_NODE_PORT), "image": image, "pods": True}
+    state.save()
+    state.services["sinks"] = _timed(state, "notification sinks", progress, lambda: start_sinks(directory))
+    state.save()
 
 
 def flowengine_logs(directory: Path) -> str:
@@ -380,6 +484,11 @@ def tear_down(state: EnvironmentState) -> list[str]:
     db = state.taskdb_handle()
     if db is not None:
         providers.stop(db)
+    if state.kind_cluster:
+        try:
+            kind.delete(kind.KindCluster.from_state(state.kind_cluster), missing_ok=True)
+        except ToolchainError as exc:
+            forced.append(f"kind cluster: {exc}")
     if state.control_plane:
         forced += local.stop(local.LocalControlPlane.from_state(state.control_plane))
     shutil.rmtree(state.directory, ignore_errors=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from rollback_drill import environment
 from rollback_drill.config import load_config
 from rollback_drill.environment import EnvironmentState, known_drill_fingerprints
-from rollback_drill.errors import ConfigError, InputError
+from rollback_drill.errors import InputError
 from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.kube.lock import DrillLock, default_holder
@@ -78,11 +78,8 @@ def check_options(args: argparse.Namespace) -> DrillOptions:
     """
     options = DrillOptions.from_values(lambda dest: getattr(args, dest, None))
     options.validate()
-    if options.target == "kind" and not environment.KIND_AVAILABLE:
-        raise ConfigError(
-            "--target kind is not available yet: the kind target is not built; use --target local, "
-            "or --target kubeconfig --kubeconfig FILE for a kind cluster you made yourself"
-        )
+    if options.target == "kind" and options.env is None:
+        environment.check_kind_target(options.taskdb)  # type: ignore[arg-type]
     if options.env is not None:
         EnvironmentState.load(options.env)
     read_allowlist(options.cluster_allowlist)

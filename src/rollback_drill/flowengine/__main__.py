@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DSN_ENV = "ROLLBACK_DRILL_TASKDB_DSN"
 DEFAULT_PILOT = "compliance-service"
-POD_DRAIN_S = 3.0
-"""After SIGTERM a pod keeps serving this long (its terminationGracePeriodSeconds is longer)."""
+POD_DRAIN_S = 8.0
+"""After SIGTERM a pod keeps serving this long (its terminationGracePeriodSeconds is longer): kube-proxy
+removes a terminating pod from the Service within seconds, longer on a busy node."""
 
 
 def _parser() -> argparse.ArgumentParser:

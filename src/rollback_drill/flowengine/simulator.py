@@ -256,6 +256,22 @@ class TaskDBInjectionStore:
         return int(row[0]), payload
 
 
+def clear_shared_injections(conn: Conn) -> bool:
+    """Forget every injection the pods share (a fresh world), even while no pod answers; True if there were any.
+
+    The pods drop them on their next refresh (twice a second). Nothing else is touched: the flows they
+    backdated go with the world's TaskDB reset.
+    """
+    if conn.execute("SELECT to_regclass('flowengine_sim.injections')").fetchone() in (None, (None,)):
+        return False
+    row = conn.execute(
+        "UPDATE flowengine_sim.injections SET version = version + 1, payload = '{}' "
+        "WHERE id = 1 RETURNING (SELECT payload FROM flowengine_sim.injections WHERE id = 1)"
+    ).fetchone()
+    before = row[0] if row else None
+    return bool(isinstance(before, dict) and before.get("injections"))
+
+
 @dataclass(frozen=True)
 class _Schema:
     """Which Phase 6/7 objects exist; detected on every flow, because Step 3 removes them mid-drill."""

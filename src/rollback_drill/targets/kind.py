@@ -13,13 +13,15 @@ downloads or builds anything (``toolchain.kind_image`` does that).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -38,6 +40,8 @@ CREATE_WAIT_S = 120
 """``kind create cluster --wait``: how long kind waits for the control-plane node."""
 READY_TIMEOUT_S = 120.0
 """After kind returns: how long to wait for /readyz, Ready nodes and the default ServiceAccount."""
+KIND_NETWORK = "kind"
+"""The Docker network kind puts its nodes on."""
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 """The label kind puts on its node containers (value: the cluster name)."""
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$")
@@ -65,6 +69,8 @@ class KindCluster:
     image: str
     kind: str
     workers: int = 0
+    published: Mapping[int, int] = field(default_factory=dict)
+    """NodePort -> port on 127.0.0.1 of this machine (kind's ``extraPortMappings``)."""
 
     def to_state(self) -> dict[str, object]:
         return {
@@ -74,7 +80,17 @@ class KindCluster:
             "image": self.image,
             "kind": self.kind,
             "workers": self.workers,
+            "published": {str(k): v for k, v in self.published.items()},
         }
+
+    def url(self, node_port: int) -> str:
+        """``http://127.0.0.1:<port>``: where a published NodePort answers on this machine."""
+        if node_port not in self.published:
+            raise InputError(
+                f"NodePort {node_port} of kind cluster {self.name} is not published on 127.0.0.1 "
+                f"(published: {sorted(self.published) or 'none'}); create the cluster with publish=[{node_port}]"
+            )
+        return f"http://127.0.0.1:{self.published[node_port]}"
 
     @classmethod
     def from_state(cls, data: Mapping[str, object]) -> KindCluster:
@@ -85,6 +101,7 @@ class KindCluster:
             image=str(data["image"]),
             kind=str(data["kind"]),
             workers=int(str(data.get("workers", 0))),
+            published={int(k): int(v) for k, v in dict(data.get("published") or {}).items()},  # type: ignore[call-overload]
         )
 
 
@@ -141,11 +158,20 @@ def check_name(name: str) -> str:
     return name
 
 
-def cluster_config(workers: int = 0) -> dict[str, object]:
-    """The kind ``Cluster`` config: API server on 127.0.0.1, one control plane, ``workers`` workers."""
+def cluster_config(workers: int = 0, published: Mapping[int, int] | None = None) -> dict[str, object]:
+    """The kind ``Cluster`` config: API server on 127.0.0.1, one control plane, ``workers`` workers.
+
+    ``published``: NodePort -> host port; the control-plane node publishes each on 127.0.0.1 only.
+    """
     if workers < 0:
         raise InputError(f"a kind cluster cannot have {workers} workers; use 0 or more")
-    nodes: list[dict[str, str]] = [{"role": "control-plane"}] + [{"role": "worker"} for _ in range(workers)]
+    control_plane: dict[str, object] = {"role": "control-plane"}
+    if published:
+        control_plane["extraPortMappings"] = [
+            {"containerPort": node_port, "hostPort": host_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+            for node_port, host_port in sorted(published.items())
+        ]
+    nodes: list[dict[str, object]] = [control_plane] + [{"role": "worker"} for _ in range(workers)]
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -175,9 +201,11 @@ def create(
     toolchain: KindToolchain | None = None,
     workers: int = 0,
     ready_timeout_s: float = READY_TIMEOUT_S,
+    publish: tuple[int, ...] = (),
 ) -> KindCluster:
     """Create the cluster and return once /readyz, every node and the default ServiceAccount are ready.
 
+    ``publish``: NodePorts to reach from this machine, each on a free port of 127.0.0.1 (``KindCluster.url``).
     On any failure after ``kind create`` started, the cluster is deleted before the error propagates.
     """
     check_name(name)
@@ -189,7 +217,8 @@ def create(
         )
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "kind-config.yaml"
-    config_path.write_text(yaml.safe_dump(cluster_config(workers), sort_keys=False))
+    published = {node_port: _free_port() for node_port in publish}
+    config_path.write_text(yaml.safe_dump(cluster_config(workers, published), sort_keys=False))
     kubeconfig = directory / "kubeconfig"
     cluster = KindCluster(
         name=name,
@@ -198,6 +227,7 @@ def create(
         image=tools.image,
         kind=str(tools.kind),
         workers=workers,
+        published=published,
     )
     argv = [
         str(tools.kind),
@@ -228,6 +258,34 @@ def create(
         delete(cluster, missing_ok=True)
         raise
     return cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def network_address(container: str, network: str = KIND_NETWORK) -> str:
+    """Put a container on kind's Docker network (if it is not there yet) and return its address there.
+
+    Pods reach it through their node, which masquerades pod traffic leaving the pod network.
+    """
+    inspect = ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container]
+    proc = _run(inspect, "docker inspect", 60)
+    if proc.returncode != 0:
+        raise ToolchainError(f"docker inspect {container} failed: {proc.stderr.strip()[-500:]}")
+    if network not in json.loads(proc.stdout or "{}"):
+        joined = _run(["docker", "network", "connect", network, container], "docker network connect", 60)
+        if joined.returncode != 0:
+            raise ToolchainError(
+                f"cannot connect container {container} to the {network} network: {joined.stderr.strip()[-500:]}"
+            )
+        proc = _run(inspect, "docker inspect", 60)
+    address = str((json.loads(proc.stdout or "{}").get(network) or {}).get("IPAddress") or "")
+    if not address:
+        raise ToolchainError(f"container {container} has no address on the {network} network")
+    return address
 
 
 def _readyz(api: client.ApiClient) -> bool:

@@ -225,8 +225,12 @@ def stop_local(db: TaskDB) -> None:
 # --- container ---------------------------------------------------------------------------------
 
 
-def start_container(image: str, *, label: str) -> TaskDB:
+def start_container(image: str, *, label: str, network: str | None = None) -> TaskDB:
     """PostgresContainer from testcontainers, published on 127.0.0.1 only.
+
+    ``network``: a Docker network to start it on (kind's, for pods to reach it). It is given at
+    start because connecting a running container to another network re-publishes its ports on
+    new host ports.
 
     The reaper (ryuk) image cannot be pulled where the registry is unreachable, so it is
     disabled and the environment removes the container itself (``stop_container``).
@@ -238,7 +242,7 @@ def start_container(image: str, *, label: str) -> TaskDB:
     password = secrets.token_urlsafe(18)
     add_secret(password)
     container = PostgresContainer(image, username=USER, password=password, dbname=DATABASE, driver=None)
-    container.with_kwargs(labels={"rollback-drill": label})
+    container.with_kwargs(labels={"rollback-drill": label}, **({"network": network} if network else {}))
     # docker-py accepts (host_ip, host_port); a random port on loopback only, whatever dockerd's --ip.
     container.ports = {"5432/tcp": ("127.0.0.1", None)}  # type: ignore[dict-item] # docker-py takes (ip, port)
     try:

@@ -85,9 +85,16 @@ def _stop_container(api: client.ApiClient, namespace: str, pod: str, container: 
 def inject(
     name: str, flowengine: FlowEngineClient, api: client.ApiClient | None, config: DrillConfig
 ) -> IncidentRecord:
-    """Inject ``name``: the cluster side first (if any, and only with a drill-made cluster's ``api``), then the signal."""
+    """Inject ``name``: the cluster side first (if any, and only with a drill-made cluster's ``api``), then the signal.
+
+    Where FlowEngine's pods really run (kind), a crash loop takes FlowEngine down with it, so the signal
+    goes first, while the pods still answer.
+    """
     check_incident_name(name)
     if name == "crash-loop" and api is not None:
+        names = config.kubernetes
+        deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
+        record = flowengine.inject(name) if runs_real_pods(deployment, names.container) else None
         stage_crash_loop(api, config)
         # "Crash loop > 15 minutes": by the time anyone looks, nothing is available. Wait until that is true here too.
         wait_until(
@@ -96,6 +103,8 @@ def inject(
             describe="deployment/flowengine with no available replica after staging the crash loop",
             hint="kwok's crash-loop Stage (kwok.log), or on kind the pods' FLOWENGINE_FAULT (kubectl logs --previous)",
         )
+        if record is not None:
+            return record
     return flowengine.inject(name)
 
 

@@ -111,8 +111,8 @@ def flowengine_deployment(
                 "metadata": {"labels": labels},
                 "spec": {
                     "containers": [container],
-                    # The simulator stops within a second of SIGTERM; real pods then leave a rollout quickly.
-                    "terminationGracePeriodSeconds": 5 if runtime is not None else 30,
+                    # A real pod serves 8 s after SIGTERM (while the Service forgets it), then stops.
+                    "terminationGracePeriodSeconds": 15 if runtime is not None else 30,
                 },
             },
         },

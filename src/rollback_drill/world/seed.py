@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError, UnsafeTarget
+from rollback_drill.flowengine.simulator import clear_shared_injections
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
@@ -109,6 +110,42 @@ class suppress_conflict:  # noqa: N801 - used like contextlib.suppress
         return isinstance(exc, ApiException) and exc.status == 409
 
 
+def _prepare_pods(
+    core: client.CoreV1Api,
+    config: DrillConfig,
+    phase: int,
+    taskdb: TaskDB | None,
+    *,
+    runtime: manifests.PodRuntime,
+    dsn: str,
+) -> None:
+    """What real pods need before they start: TaskDB's DSN, their Service, and TaskDB itself at the phase's schema."""
+    names = config.kubernetes
+    for namespace in (names.namespace, names.staging_namespace):
+        secret = manifests.taskdb_secret(namespace, runtime, dsn)
+        _create_or_replace(
+            partial(core.create_namespaced_secret, namespace, cast("Any", secret)),
+            partial(core.replace_namespaced_secret, runtime.dsn_secret, namespace, cast("Any", secret)),
+        )
+    _ensure_service(core, manifests.flowengine_service(config, names.namespace, runtime))
+    if taskdb is not None:
+        # Their shared injections are forgotten here, in TaskDB: a crash-looping FlowEngine cannot be asked to.
+        with taskdb.connect() as conn:
+            clear_shared_injections(conn)
+        reset_taskdb(taskdb, config, phase)
+
+
+def _ensure_service(core: client.CoreV1Api, service: dict[str, Any]) -> None:
+    """Create the Service once; a reseeded world keeps it (its NodePort is what the drill's client calls)."""
+    meta = service["metadata"]
+    try:
+        core.read_namespaced_service(meta["name"], meta["namespace"])
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespaced_service(meta["namespace"], cast("Any", service))
+
+
 def _sync_alert_rules(api: client.ApiClient, config: DrillConfig, phase: int) -> None:
     rules = PrometheusRules(api, config.kubernetes.monitoring_namespace)
     wanted = {f"{repo}-alerts" for repo in config.expanded_for(phase)}
@@ -147,18 +184,7 @@ def seed_world(
         _ensure_namespace(core, namespace)
     ensure_crd(api)
     if runtime is not None and pod_taskdb_dsn:
-        for namespace in (names.namespace, names.staging_namespace):
-            secret = manifests.taskdb_secret(namespace, runtime, pod_taskdb_dsn)
-            _create_or_replace(
-                partial(core.create_namespaced_secret, namespace, cast("Any", secret)),
-                partial(core.replace_namespaced_secret, runtime.dsn_secret, namespace, cast("Any", secret)),
-            )
-        service = manifests.flowengine_service(config, names.namespace, runtime)
-        with suppress_conflict():
-            core.create_namespaced_service(names.namespace, cast("Any", service))
-    if taskdb is not None and runtime is not None:
-        # Real pods connect at start: the schema is there before they are.
-        reset_taskdb(taskdb, config, phase)
+        _prepare_pods(core, config, phase, taskdb, runtime=runtime, dsn=pod_taskdb_dsn)
     for namespace in (names.namespace, names.staging_namespace):
         body = manifests.flowengine_deployment(config, phase, namespace, runtime)
         _create_or_replace(
@@ -176,7 +202,21 @@ def seed_world(
         reset_taskdb(taskdb, config, phase)
     for namespace in (names.namespace, names.staging_namespace):
         wait_for_rollout(api, namespace, names.deployment, timeout_s=rollout_timeout_s)
+    if runtime is not None:
+        _wait_old_pods_gone(core, config, rollout_timeout_s)
     return read_world(api, config, taskdb, phase)
+
+
+def _wait_old_pods_gone(core: client.CoreV1Api, config: DrillConfig, timeout_s: float) -> None:
+    """Real pods of the previous world drain for seconds after the rollout; the Service has forgotten
+    them by the time they are gone, so the drill's first call does not land on one."""
+    names = config.kubernetes
+
+    def none_terminating() -> bool:
+        pods = core.list_namespaced_pod(names.namespace, label_selector=f"app={names.deployment}").items
+        return not any(p.metadata and p.metadata.deletion_timestamp for p in pods)
+
+    wait_until(none_terminating, timeout_s=timeout_s, describe=f"old flowengine pods in {names.namespace} gone")
 
 
 def _delete_faulted_pods(core: client.CoreV1Api, config: DrillConfig) -> None:

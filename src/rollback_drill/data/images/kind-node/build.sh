@@ -126,7 +126,7 @@ for image in "${required[@]}"; do case $image in */pause:*) pause_image=$image ;
 sed -i "s|^\(\s*sandbox_image = \).*|\1\"$pause_image\"|" "$root/etc/containerd/config.toml"
 grep -q "sandbox_image = \"$pause_image\"" "$root/etc/containerd/config.toml"
 
-cni_image="rollback-drill.local/rbdnet:${kube_version}-1"
+cni_image="rollback-drill.local/rbdnet:${kube_version}-2"
 sed "s|@CNI_IMAGE@|$cni_image|" "$here/default-cni.yaml" >"$root/kind/manifests/default-cni.yaml"
 install -m 0644 "$here/default-storage.yaml" "$root/kind/manifests/default-storage.yaml"
 

@@ -1,5 +1,7 @@
 #!/bin/sh
 # rbdnet: keep this node's CNI configuration and the routes to the other nodes' pod subnets.
+# Pod traffic leaving the node's pod subnet is masqueraded (ptp's ipMasq), so that pods reach
+# containers on kind's Docker network (TaskDB) with the node's address, as kindnetd does.
 set -u
 sa=/var/run/secrets/kubernetes.io/serviceaccount
 server="https://${CONTROL_PLANE_ENDPOINT:-${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}}"
@@ -18,7 +20,7 @@ while :; do
   "plugins": [
     {
       "type": "ptp",
-      "ipMasq": false,
+      "ipMasq": true,
       "mtu": 1500,
       "ipam": {
         "type": "host-local",
