@@ -152,6 +152,9 @@ def test_an_incident_injected_through_one_replica_reaches_the_other_and_clearing
         assert flow.cause
         assert [i.name for i in via_b.incidents()] == ["mass-failure"]
         assert any("incident injected: mass-failure" in line for line in b.logs(200))
+        # The failures a's injection backdated are in b's counters too: a scrape of either pod shows the incident.
+        failing_on_b = {s.label("repo") for s in via_b.metric_samples("flow_failures_total") if s.value > 0}
+        assert set(record.repos) <= failing_on_b
         assert via_b.generate(PILOT).status == "completed"  # the pilot is not hit
         assert via_b.clear_incidents() == ("mass-failure",)
         wait_until(

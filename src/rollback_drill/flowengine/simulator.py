@@ -514,7 +514,26 @@ class Simulator:
             self.log("WARNING", f"cannot read the shared injections from TaskDB: {_first_line(exc)}")
             return
         for injection in new:
+            self._count_backdated(injection)
             self._log_injection(injection)
+
+    def _count_backdated(self, injection: Injection) -> None:
+        """Another pod's injection backdated flows in TaskDB: they are this FlowEngine's recent history too, so this
+        pod's ``flows``/``flow_failures`` counters include them, as a scrape of any one pod is read as the service's."""
+        ids = list(injection.backdated_flow_ids)
+        if not ids:
+            return
+        try:
+            rows = self._db(
+                lambda conn: conn.execute("SELECT repo, status, cause FROM flows WHERE id = ANY(%s)", (ids,)).fetchall()
+            )
+        except TaskDBUnavailable as exc:
+            self.log("WARNING", f"cannot count the flows {injection.name} backdated: {exc}")
+            return
+        for repo, status, cause in rows:
+            self._m_flows.labels(repo, status).inc()
+            if status == "failed" and cause:
+                self._m_failures.labels(repo, cause).inc()
 
     # -- logging ---------------------------------------------------------------------------------
 
