@@ -37,6 +37,10 @@ class RetryableError(DrillError):
     """A transient failure; the same call may succeed within the step's budget."""
 
 
+class ApiServerUnreachable(RetryableError):
+    """The Kubernetes API server did not answer (refused or dropped connection) or answered that it cannot serve yet."""
+
+
 class VerificationFailed(DrillError):
     """The system did not reach the state the runbook expects."""
 

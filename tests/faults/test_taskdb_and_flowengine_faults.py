@@ -29,7 +29,9 @@ def taskdb(tmp_path):
     db = providers.start_local(tmp_path / "taskdb")
     schema.seed_schema(db, load_config(), 6)
     with db.connect() as conn:
-        conn.execute("INSERT INTO flows (repo, status) SELECT 'compliance-service', 'completed' FROM generate_series(1, 500)")
+        conn.execute(
+            "INSERT INTO flows (repo, status) SELECT 'compliance-service', 'completed' FROM generate_series(1, 500)"
+        )
     yield db
     providers.stop_local(db)
 
@@ -58,10 +60,16 @@ def test_taskdb_stopped_during_the_backup_fails_it_and_step_3_refuses_without_a_
     providers.stop_local(taskdb)
     with pytest.raises(VerificationFailed, match="backup"):
         running.wait(60)
-    assert not (tmp_path / "taskdb_pre_rollback.sql.gz").exists(), "a failed dump must leave no file that looks like a backup"
+    assert not (tmp_path / "taskdb_pre_rollback.sql.gz").exists(), (
+        "a failed dump must leave no file that looks like a backup"
+    )
     config = load_config()
     runbook = actions.Runbook(
-        api=None, cluster=None, config=config, taskdb=taskdb, flowengine=None  # type: ignore[arg-type]
+        api=None,
+        cluster=None,
+        config=config,
+        taskdb=taskdb,
+        flowengine=None,  # type: ignore[arg-type]
     )
     # The schema check itself needs the database: bring it back, still without a backup.
     restarted = providers.start_local(tmp_path / "again")

@@ -4,18 +4,124 @@ kubectl's DeploymentStatusViewer decides "done" from observedGeneration,
 updatedReplicas, replicas and availableReplicas, and fails on the
 ProgressDeadlineExceeded condition. This module applies those rules to each
 version of the object a watch delivers, so no polling interval hides a state.
+
+Like kubectl, a wait rides out an API server that restarts under it: a refused or
+dropped connection, or an answer that says the server cannot serve yet, is tried
+again until the same deadline. What is verified does not change.
 """
 
 from __future__ import annotations
 
+import json
+import ssl
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import NoReturn, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError
 
-from rollback_drill.errors import VerificationFailed, WaitTimeout
+from rollback_drill.errors import ApiServerUnreachable, VerificationFailed, WaitTimeout
+
+T = TypeVar("T")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Answers of an API server that is starting, overloaded or briefly without etcd: worth asking again."""
+REFUSALS = frozenset({401, 403})
+"""Refusals. An API server that has just started refuses everything until its authenticators and
+authorizer have synced; only then (``/readyz`` ok) is a refusal a real one, reported at once."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why a call did not reach the API server: ``connection refused``, ``connection reset``, ..."""
+    cause: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        cause = exc.reason
+    for error in (cause, cause.__cause__, cause.__context__):
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, ConnectionResetError):
+            return "connection reset"
+        if isinstance(error, ssl.SSLError):
+            return f"TLS error: {error.reason or error}"
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text[:160]}" if text else type(cause).__name__
+
+
+def api_error_line(exc: ApiException) -> str:
+    """An ApiException in one line: status, reason and the API server's own message."""
+    message = ""
+    with suppress(ValueError, TypeError, AttributeError):
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    text = " ".join(f"{exc.status} {exc.reason or ''} {message}".split())
+    return f"the API server answered {text}"
+
+
+def _tls_failure(exc: ApiException) -> bool:
+    """The client reports a TLS failure (a connection cut during the handshake) as status 0."""
+    return exc.status == 0 and str(exc.reason or "").startswith("SSLError")
+
+
+class ApiOutage:
+    """Idempotent calls to one API server, with outages turned into ``ApiServerUnreachable`` (a ``RetryableError``).
+
+    An outage is a refused or dropped connection, an answer that says the server cannot
+    serve yet (``TRANSIENT_STATUSES``), or a refusal while ``/readyz`` is not ok (a server
+    that is still starting). It keeps how long the server has been unreachable, so that a
+    step that rode out a restart can say so in its evidence, and one that did not can say
+    for how long the server was gone.
+    """
+
+    def __init__(self, api: client.ApiClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self.server = str(api.configuration.host)
+        self._clock = clock
+        self._since: float | None = None
+        self.unreachable_s = 0.0
+        """Seconds of outages that have ended."""
+        self.last_reason: str | None = None
+
+    @property
+    def down_for_s(self) -> float | None:
+        """How long the current outage has lasted, or None when the last call got through."""
+        return None if self._since is None else self._clock() - self._since
+
+    def call(self, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
+        except ApiException as exc:
+            if exc.status in REFUSALS and self._serving():
+                result = fn()  # ready now: a second refusal is a real one and propagates
+            elif exc.status in REFUSALS:
+                self._down(f"it answered {exc.status} {exc.reason} while starting: /readyz is not ok", exc)
+            elif exc.status in TRANSIENT_STATUSES or _tls_failure(exc):
+                self._down(f"it answered {exc.status} {' '.join(str(exc.reason).split())[:120]}", exc)
+            else:
+                raise
+        except (HTTPError, OSError) as exc:
+            self._down(_reason(exc), exc)
+        if self._since is not None:
+            self.unreachable_s += self._clock() - self._since
+            self._since = None
+        return result
+
+    def _serving(self) -> bool:
+        """``/readyz`` asked with the caller's own credentials (every identity may read it)."""
+        try:
+            method, url, headers, _, _ = self._api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
+            response = self._api.call_api(method, url, header_params=headers, _request_timeout=5)
+        except (ApiException, HTTPError, OSError):
+            return False
+        return bool(response.status == 200)
+
+    def _down(self, reason: str, exc: BaseException) -> NoReturn:
+        if self._since is None:
+            self._since = self._clock()
+        self.last_reason = reason
+        raise ApiServerUnreachable(f"the Kubernetes API server at {self.server} is unreachable ({reason})") from exc
 
 
 @dataclass(frozen=True)
@@ -54,7 +160,7 @@ def rollout_state(deployment: client.V1Deployment) -> RolloutState:
     return RolloutState(done=True, message=f'deployment "{name}" successfully rolled out')
 
 
-def wait_for_rollout(  # noqa: C901 - kubectl's list-then-watch loop, with its three ways out, reads best in one piece
+def wait_for_rollout(  # noqa: C901, PLR0912 - kubectl's list-then-watch loop, with its three ways out, reads best in one piece
     api: client.ApiClient, namespace: str, name: str, *, timeout_s: float
 ) -> RolloutState:
     """Block until the rollout is done (returned), has failed (VerificationFailed), or the timeout passes (WaitTimeout)."""
@@ -98,7 +204,10 @@ def wait_for_rollout(  # noqa: C901 - kubectl's list-then-watch loop, with its t
                     stream.stop()
                     return last
         except ApiException as exc:
-            if exc.status != 410:  # 410 Gone: the watch fell behind; list again and resume
+            if exc.status in TRANSIENT_STATUSES:
+                last = RolloutState(done=False, message=f"API server answered {exc.status} {exc.reason}")
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            elif exc.status != 410:  # 410 Gone: the watch fell behind; list again and resume
                 raise
         except (HTTPError, OSError) as exc:
             # The API server may be restarting; try again until the deadline.

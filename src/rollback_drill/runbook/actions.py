@@ -24,9 +24,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig
-from rollback_drill.errors import VerificationFailed, WaitTimeout
+from rollback_drill.errors import DrillError, VerificationFailed, WaitTimeout
 from rollback_drill.flowengine.client import FlowEngineClient, FlowResult, Verification
-from rollback_drill.kube.rollout import rollout_state, wait_for_rollout
+from rollback_drill.kube.rollout import ApiOutage, api_error_line, rollout_state, wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster, guard_destructive
 from rollback_drill.taskdb import backup as taskdb_backup
@@ -171,6 +171,8 @@ class AllowlistChange:
     already_done: bool
     rollout: str
     blocked_by_crash_loop: bool = False
+    api_server_unreachable_s: float = 0.0
+    """Seconds the step found the API server unreachable and waited for it (a restart it rode out)."""
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -179,6 +181,7 @@ class AllowlistChange:
             "already_done": self.already_done,
             "rollout": self.rollout,
             "blocked_by_crash_loop": self.blocked_by_crash_loop,
+            "api_server_unreachable_s": round(self.api_server_unreachable_s, 3),
         }
 
 
@@ -210,6 +213,12 @@ def set_allowlist(runbook: Runbook, repos: tuple[str, ...], *, action: str) -> t
     before = allowlist_of(runbook.deployment(), runbook.config.kubernetes.container)
     if before == repos:
         return before, True
+    _patch_allowlist(runbook, repos)
+    return before, False
+
+
+def _patch_allowlist(runbook: Runbook, repos: tuple[str, ...]) -> None:
+    """The strategic-merge patch itself. It sets a value, so sending it twice is the same as once."""
     patch = {
         "spec": {
             "template": {
@@ -227,23 +236,27 @@ def set_allowlist(runbook: Runbook, repos: tuple[str, ...], *, action: str) -> t
     runbook.apps().patch_namespaced_deployment(
         runbook.deployment_name, runbook.namespace, patch, field_validation="Strict"
     )
-    return before, False
 
 
-def wait_rollout_unless_crash_loop(runbook: Runbook, timeout_s: float) -> tuple[str, bool]:
+def wait_rollout_unless_crash_loop(
+    runbook: Runbook, timeout_s: float, outage: ApiOutage | None = None
+) -> tuple[str, bool]:
     """``kubectl rollout status`` — but a crash-looping Deployment cannot finish a rollout, and says so at once.
 
-    Returns (kubectl's message, whether the rollout is blocked by a crash loop).
+    An API server that is unreachable for a while (a restart) is waited for within the same
+    timeout; ``outage`` keeps how long it was gone. Returns (kubectl's message, whether the
+    rollout is blocked by a crash loop).
     """
     deadline = time.monotonic() + timeout_s
+    calls = outage or ApiOutage(runbook.api)
 
     def settled() -> tuple[str, bool] | None:
-        state = rollout_state(runbook.deployment())
+        state = rollout_state(calls.call(runbook.deployment))
         if state.done:
             return state.message, False
         if state.failed:
             raise VerificationFailed(state.message)
-        looping = crash_looping_pods(runbook)
+        looping = calls.call(lambda: crash_looping_pods(runbook))
         if looping:
             return (
                 f"rollout blocked: {len(looping)} pod(s) in CrashLoopBackOff ({', '.join(sorted(looping)[:3])})",
@@ -261,14 +274,78 @@ def wait_rollout_unless_crash_loop(runbook: Runbook, timeout_s: float) -> tuple[
 
 
 def restrict_allowlist(runbook: Runbook, *, timeout_s: float = STEP_1_ROLLOUT_TIMEOUT_S) -> AllowlistChange:
-    """Step 1: REPO_ALLOWLIST = the pilot only, verified with the runbook's jsonpath, rolled out."""
+    """Step 1: REPO_ALLOWLIST = the pilot only, verified with the runbook's jsonpath, rolled out.
+
+    The whole step shares one deadline. An API server that goes away and comes back within
+    it (a restart) is waited for, and the time it was gone is part of the result. A step
+    that does not finish says, in one line, what it had already changed.
+    """
     pilot = (runbook.config.pilot_repo,)
-    before, already = set_allowlist(runbook, pilot, action="restrict the allowlist (Step 1)")
-    after = allowlist_of(runbook.deployment(), runbook.config.kubernetes.container)
-    if after != pilot:
-        raise VerificationFailed(f"REPO_ALLOWLIST reads {allowlist_value(after)!r} after Step 1, expected {pilot[0]!r}")
-    message, blocked = wait_rollout_unless_crash_loop(runbook, timeout_s)
-    return AllowlistChange(before, after, already, message, blocked)
+    container = runbook.config.kubernetes.container
+    runbook.guard("restrict the allowlist (Step 1)")
+    deadline = time.monotonic() + timeout_s
+    outage = ApiOutage(runbook.api)
+
+    def until_deadline(describe: str, call: Callable[[], Any]) -> Any:
+        """One call, tried again while the API server is unreachable, until the step's deadline."""
+        results: list[Any] = []
+
+        def attempt() -> bool:
+            results.append(outage.call(call))
+            return True
+
+        wait_until(attempt, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.25, describe=describe)
+        return results[0]
+
+    def read_allowlist() -> tuple[str, ...]:
+        return allowlist_of(runbook.deployment(), container)
+
+    changed = "REPO_ALLOWLIST was not changed"
+    try:
+        before: tuple[str, ...] = until_deadline("REPO_ALLOWLIST to be read", read_allowlist)
+        already = before == pilot
+        if already:
+            changed = f"REPO_ALLOWLIST already read {pilot[0]!r} and its rollout was not confirmed"
+        else:
+            changed = (
+                f"REPO_ALLOWLIST may read {pilot[0]!r} already (was {allowlist_value(before)!r}): "
+                "the patch was sent but not acknowledged"
+            )
+            until_deadline("REPO_ALLOWLIST to be patched", lambda: _patch_allowlist(runbook, pilot))
+            changed = (
+                f"REPO_ALLOWLIST was changed to {pilot[0]!r} (was {allowlist_value(before)!r}) "
+                "but its rollout was not confirmed"
+            )
+        after: tuple[str, ...] = until_deadline("REPO_ALLOWLIST to be read back", read_allowlist)
+        if after != pilot:
+            raise VerificationFailed(
+                f"REPO_ALLOWLIST reads {allowlist_value(after)!r} after Step 1, expected {pilot[0]!r}"
+            )
+        message, blocked = wait_rollout_unless_crash_loop(runbook, max(0.0, deadline - time.monotonic()), outage)
+    except (DrillError, ApiException) as exc:
+        raise _step_1_incomplete(runbook, exc, outage, timeout_s, changed) from exc
+    return AllowlistChange(before, after, already, message, blocked, outage.unreachable_s)
+
+
+def _step_1_incomplete(
+    runbook: Runbook, exc: DrillError | ApiException, outage: ApiOutage, timeout_s: float, changed: str
+) -> VerificationFailed:
+    """One line: why Step 1 stopped, what it had changed by then (a half-applied step is never silent), what next."""
+    down_for = outage.down_for_s
+    if down_for is not None:
+        why = (
+            f"the Kubernetes API server at {outage.server} was unreachable ({outage.last_reason}) "
+            f"for the last {down_for:.1f}s of the step's {timeout_s:g}s"
+        )
+    elif isinstance(exc, ApiException):
+        why = api_error_line(exc)
+    else:
+        why = " ".join(str(exc).split())
+    return VerificationFailed(
+        f"Step 1 did not finish: {why}; {changed}; check with "
+        f"`kubectl -n {runbook.namespace} rollout status deployment/{runbook.deployment_name}` and run Step 1 again "
+        "(it only sets the allowlist, so repeating it is safe)"
+    )
 
 
 # --- Step 2 ----------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class LocalProcess:
     name: str
     pid: int
     log: str
+    argv: tuple[str, ...] = ()
+    """How it was started, so that it can be started again the same way (``start_again``)."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,15 @@ class LocalControlPlane:
             "kubeconfig": self.kubeconfig,
             "server": self.server,
             "ports": dict(self.ports),
-            "processes": [{"name": p.name, "pid": p.pid, "log": p.log} for p in self.processes],
+            "processes": [{"name": p.name, "pid": p.pid, "log": p.log, "argv": list(p.argv)} for p in self.processes],
         }
 
     @classmethod
     def from_state(cls, data: Mapping[str, object]) -> LocalControlPlane:
-        processes = tuple(LocalProcess(**p) for p in data["processes"])  # type: ignore[attr-defined]
+        processes = tuple(
+            LocalProcess(str(p["name"]), int(p["pid"]), str(p["log"]), tuple(p.get("argv") or ()))
+            for p in data["processes"]  # type: ignore[attr-defined]
+        )
         return cls(
             directory=str(data["directory"]),
             kubeconfig=str(data["kubeconfig"]),
@@ -111,7 +116,7 @@ def _spawn(name: str, argv: list[str], directory: Path) -> LocalProcess:
             start_new_session=True,
             cwd=directory,
         )
-    return LocalProcess(name=name, pid=proc.pid, log=str(log))
+    return LocalProcess(name=name, pid=proc.pid, log=str(log), argv=tuple(argv))
 
 
 def _alive(pid: int) -> bool:
@@ -127,6 +132,10 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         return _not_zombie(pid)
     return waited == 0
+
+
+def is_running(process: LocalProcess) -> bool:
+    return _alive(process.pid)
 
 
 def _not_zombie(pid: int) -> bool:
@@ -338,6 +347,64 @@ def stop_processes(processes: tuple[LocalProcess, ...], grace_s: float = 10.0) -
 
 def stop(plane: LocalControlPlane) -> list[str]:
     return stop_processes(plane.processes)
+
+
+def _process(plane: LocalControlPlane, name: str) -> LocalProcess:
+    for process in plane.processes:
+        if process.name == name:
+            return process
+    known = ", ".join(p.name for p in plane.processes) or "none"
+    raise ToolchainError(f"the control plane in {plane.directory} has no process {name!r} (it has: {known})")
+
+
+def kill(plane: LocalControlPlane, name: str, sig: signal.Signals = signal.SIGKILL, timeout_s: float = 10.0) -> None:
+    """Send ``sig`` to one component (SIGKILL by default: a crash, no clean shutdown) and wait until it is gone."""
+    process = _process(plane, name)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    deadline = time.monotonic() + timeout_s
+    while _alive(process.pid):
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"{name} (pid {process.pid}) was still running {timeout_s:.0f}s after signal {sig.name}")
+        time.sleep(0.02)
+
+
+def _kubeconfig_ssl_context(kubeconfig: str) -> ssl.SSLContext:
+    """The CA and the admin client certificate the environment's kubeconfig names."""
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    context.load_cert_chain(user["client-certificate"], user["client-key"])
+    return context
+
+
+def start_again(plane: LocalControlPlane, name: str, timeout_s: float = 90.0) -> LocalControlPlane:
+    """Start a component that is no longer running, with the arguments it was first started with.
+
+    Returns the control plane with the new PID, which the caller records (the environment's state
+    file) so that ``env down`` stops the new process. For the API server this returns once
+    ``/readyz`` answers ok, for etcd once ``/health`` does; other components once they are running.
+    """
+    process = _process(plane, name)
+    if _alive(process.pid):
+        raise ToolchainError(f"{name} (pid {process.pid}) is still running; stop it before starting it again")
+    if not process.argv:
+        raise ToolchainError(
+            f"the environment does not record how {name} was started; remove it with `rollback-drill env down` and create it again"
+        )
+    restarted = _spawn(name, list(process.argv), Path(plane.directory))
+    try:
+        if name == "kube-apiserver":
+            _wait_http(f"{plane.server}/readyz", restarted, timeout_s, _kubeconfig_ssl_context(plane.kubeconfig))
+        elif name == "etcd":
+            _wait_http(f"http://127.0.0.1:{plane.ports['etcd']}/health", restarted, timeout_s)
+        else:
+            _require_alive([restarted])
+    except BaseException:
+        stop_processes((restarted,))
+        raise
+    processes = tuple(restarted if p.name == name else p for p in plane.processes)
+    return LocalControlPlane(plane.directory, plane.kubeconfig, plane.server, plane.ports, processes)
 
 
 def fake_node_manifest(name: str) -> dict[str, object]:
