@@ -212,6 +212,9 @@ def run_drill(args: argparse.Namespace) -> int:
         str(scratch / "allure-results"),
         "--junitxml",
         str(scratch / "junit.xml"),
+        # pytest keeps its last temporary directories; a drill's belong to the drill and go with its scratch.
+        "--basetemp",
+        str(scratch / "tmp"),
         *args.pytest_args,
     ]
     with _drill_lock(args):
