@@ -63,6 +63,8 @@ Feature: kind, for real and offline
     Then the flowengine pods go into CrashLoopBackOff with rising restart counts
     And deployment/flowengine has no available replica
     And the pilot repo is unavailable
+    When the Incident Commander applies the decision framework to the live signals
+    Then the decision is to roll back
     When the SRE performs Step 2 "Scale down FlowEngine" within 3 minutes
     Then deployment/flowengine runs 3 replicas, all Running and Ready
     And every flowengine pod runs the simulator image on a kind node, Ready, with an IP from the pod network

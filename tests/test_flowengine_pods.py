@@ -18,7 +18,7 @@ import pytest
 
 from rollback_drill.config import load_config
 from rollback_drill.errors import InputError
-from rollback_drill.flowengine import AllowlistView, FlowEngineClient, Simulator
+from rollback_drill.flowengine import AllowlistView, FlowEngineClient, FlowEngineUnavailable, Simulator
 from rollback_drill.flowengine.__main__ import allowlist_source
 from rollback_drill.flowengine.incidents import Injection, InjectionState
 from rollback_drill.taskdb import providers
@@ -205,3 +205,19 @@ def test_the_env_source_serves_the_pilot_and_the_pods_own_allowlist(monkeypatch)
     monkeypatch.delenv("REPO_ALLOWLIST")
     with pytest.raises(InputError, match="REPO_ALLOWLIST is not set"):
         allowlist_source("env:REPO_ALLOWLIST", pilot=PILOT, repos="", available_pods=3, args=())
+
+
+def test_with_a_monitoring_url_signals_metrics_logs_and_incidents_come_from_there(taskdb):
+    monitor = _replica(taskdb, EXPANDED)
+    monitor.start()
+    try:
+        # The service itself is down (every pod crash-looping): nothing listens on its port.
+        client = FlowEngineClient("http://127.0.0.1:9", timeout_s=2, monitoring_url=monitor.url)
+        assert "available_pods" in client.signals()
+        assert client.metric_samples("flowengine_available_pods")
+        assert client.logs(10).lines
+        assert client.incidents() == ()
+        with pytest.raises(FlowEngineUnavailable, match="127.0.0.1:9"):
+            client.generate(PILOT)
+    finally:
+        monitor.stop()

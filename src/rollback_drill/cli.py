@@ -89,7 +89,6 @@ def _cmd_env_status(args: argparse.Namespace) -> int:
 
 def _print_world(state: environment.EnvironmentState) -> None:
     """What the runbook's checks would read right now: allowlist, replicas, schema, alerts, injections."""
-    from rollback_drill.flowengine.client import FlowEngineClient  # noqa: PLC0415
     from rollback_drill.world.seed import read_world  # noqa: PLC0415
 
     if not state.kubeconfig or "flowengine" not in state.services:
@@ -103,7 +102,7 @@ def _print_world(state: environment.EnvironmentState) -> None:
         return
     finally:
         api.close()
-    injections = [i.name for i in FlowEngineClient(str(state.services["flowengine"]["url"])).incidents()]
+    injections = [i.name for i in state.flowengine_client().incidents()]
     print(f"  allowlist   {','.join(world.allowlist)}")
     print(f"  replicas    {world.available_replicas}/{world.replicas} available")
     print(f"  schema      {world.schema_version}")
@@ -112,7 +111,6 @@ def _print_world(state: environment.EnvironmentState) -> None:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
-    from rollback_drill.flowengine.client import FlowEngineClient  # noqa: PLC0415
     from rollback_drill.flowengine.incidents import INCIDENT_NAMES  # noqa: PLC0415
     from rollback_drill.world import incidents  # noqa: PLC0415
 
@@ -125,7 +123,7 @@ def _cmd_inject(args: argparse.Namespace) -> int:
         raise InputError(
             f"environment {state.name!r} has no FlowEngine simulator (made with --bare); recreate it without --bare"
         )
-    flowengine = FlowEngineClient(str(state.services["flowengine"]["url"]))
+    flowengine = state.flowengine_client()
     if args.clear:
         cleared = flowengine.clear_incidents()
         print(f"cleared: {', '.join(cleared) or 'nothing was injected'}")

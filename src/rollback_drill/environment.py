@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.errors import ConfigError, InputError, ToolchainError
+from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.targets import kind, local
 from rollback_drill.targets.cluster import Cluster, TargetKind, identify
 from rollback_drill.taskdb import providers
@@ -136,6 +137,17 @@ class EnvironmentState:
         runtime = PodRuntime(image=str(self.pod_runtime["image"]), node_port=int(self.pod_runtime["node_port"]))
         pod_dsn = replace(db, host=str(self.pod_runtime["taskdb_host"]), port=int(self.pod_runtime["taskdb_port"])).dsn
         return {"runtime": runtime, "pod_taskdb_dsn": pod_dsn, "rollout_timeout_s": KIND_WORLD_ROLLOUT_TIMEOUT_S}
+
+    def flowengine_client(self) -> FlowEngineClient:
+        """FlowEngine of this environment: the simulator, or on kind the pods' Service and their monitoring."""
+        service = self.services.get("flowengine")
+        if not service:
+            raise InputError(
+                f"environment {self.name!r} has no FlowEngine (made with --bare?); "
+                f"recreate it with `rollback-drill env up --name {self.name}`"
+            )
+        monitoring = service.get("monitoring_url")
+        return FlowEngineClient(str(service["url"]), monitoring_url=str(monitoring) if monitoring else None)
 
     def public(self) -> dict[str, Any]:
         """For `env status --json` and `env up --json`: never the password."""
@@ -383,7 +395,18 @@ def _bring_up_kind(
             api.close()
 
     _timed(state, "world (flowengine pods)", progress, seed)
-    state.services["flowengine"] = {"url": made.url(KIND_FLOWENGINE_NODE_PORT), "image": image, "pods": True}
+    state.services["flowengine-monitor"] = _timed(
+        state,
+        "flowengine monitoring",
+        progress,
+        lambda: start_simulator(directory, made.kubeconfig, db, world_config, monitor=True),
+    )
+    state.services["flowengine"] = {
+        "url": made.url(KIND_FLOWENGINE_NODE_PORT),
+        "monitoring_url": state.services["flowengine-monitor"]["url"],
+        "image": image,
+        "pods": True,
+    }
     state.save()
     state.services["sinks"] = _timed(state, "notification sinks", progress, lambda: start_sinks(directory))
     state.save()
@@ -443,15 +466,29 @@ def _start_service(
     return info
 
 
-def start_simulator(directory: Path, kubeconfig: str, db: TaskDB, config: DrillConfig) -> dict[str, Any]:
+def start_simulator(
+    directory: Path, kubeconfig: str, db: TaskDB, config: DrillConfig, *, monitor: bool = False
+) -> dict[str, Any]:
+    """The simulator beside the cluster, following the flowengine pods through a watch.
+
+    On ``local`` it is FlowEngine (kwok's pods run nothing). On kind (``monitor``) it is the monitoring
+    side of the real pods: it shares their injections in TaskDB and answers signals, metrics and logs
+    even while every pod crash-loops.
+    """
     names = config.kubernetes
     env = dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn)
     argv = [
         sys.executable, "-m", "rollback_drill.flowengine", "--port", "0", "--dsn-env", "ROLLBACK_DRILL_TASKDB_DSN",
-        "--pilot-repo", config.pilot_repo, "--state-file", str(directory / "flowengine-injections.json"),
+        "--pilot-repo", config.pilot_repo,
         "--allowlist-source", "rollback_drill.world.pod_view:cluster_view",
         "--allowlist-arg", f"kubeconfig={kubeconfig}", "--allowlist-arg", f"namespace={names.namespace}",
         "--allowlist-arg", f"selector=app={names.deployment}", "--allowlist-arg", f"container={names.container}",
+    ]  # fmt: skip
+    if monitor:
+        argv += ["--shared-injections"]
+        return _start_service("flowengine-monitor", argv, directory, env)
+    argv += [
+        "--state-file", str(directory / "flowengine-injections.json"),
         "--cri-log", str(directory / "logs" / "flowengine.cri.log"),
     ]  # fmt: skip
     return _start_service("flowengine", argv, directory, env)

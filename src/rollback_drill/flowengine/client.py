@@ -211,32 +211,49 @@ def _incident(data: Mapping[str, Any]) -> IncidentRecord:
 # --- the client --------------------------------------------------------------------------------------
 
 
-class FlowEngineClient:
-    """One FlowEngine, by URL: the simulator's, or a real one on staging."""
+def _check_url(url: str) -> bool:
+    """Whether ``url`` is loopback; refuses anything that is not http(s)://HOST[:PORT]."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InputError(f"FlowEngine URL {redact_text(url)!r} is not http(s)://HOST[:PORT]; pass --flowengine-url")
+    return parts.hostname in LOOPBACK_HOSTS
 
-    def __init__(self, base_url: str, timeout_s: float = 5) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise InputError(
-                f"FlowEngine URL {redact_text(base_url)!r} is not http(s)://HOST[:PORT]; pass --flowengine-url"
-            )
+
+class FlowEngineClient:
+    """One FlowEngine, by URL: the simulator's, or a real one on staging.
+
+    ``monitoring_url``: where the signals, metrics, logs and the list of incidents are read, when that is
+    not the service itself. On kind FlowEngine is its pods, and a crash loop takes them all down; what the
+    Incident Commander reads then comes from the monitoring side, which keeps answering.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 5, *, monitoring_url: str | None = None) -> None:
+        loopback = _check_url(base_url)
+        if monitoring_url is not None:
+            loopback = _check_url(monitoring_url) and loopback
         if timeout_s <= 0:
             raise InputError(f"timeout_s must be > 0, got {timeout_s!r}")
         self.base_url = base_url.rstrip("/")
+        self.monitoring_url = monitoring_url.rstrip("/") if monitoring_url else None
         self.timeout_s = timeout_s
         # Loopback traffic never goes through a proxy from the environment (DESIGN: loopback only).
         handlers: list[urllib.request.BaseHandler] = []
-        if parts.hostname in LOOPBACK_HOSTS:
+        if loopback:
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
 
+    @property
+    def _monitoring(self) -> str:
+        return self.monitoring_url or self.base_url
+
     def __repr__(self) -> str:
-        return f"FlowEngineClient({redact_text(self.base_url)!r}, timeout_s={self.timeout_s!r})"
+        monitoring = f", monitoring_url={redact_text(self.monitoring_url)!r}" if self.monitoring_url else ""
+        return f"FlowEngineClient({redact_text(self.base_url)!r}, timeout_s={self.timeout_s!r}{monitoring})"
 
     # -- transport -------------------------------------------------------------------------------
 
-    def _raw(self, method: str, path: str, body: object = None) -> tuple[int, str, bytes]:
-        url = self.base_url + path
+    def _raw(self, method: str, path: str, body: object = None, *, base: str | None = None) -> tuple[int, str, bytes]:
+        url = (base or self.base_url) + path
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked in __init__
         request.add_header("Accept", "application/json")
@@ -262,10 +279,16 @@ class FlowEngineClient:
             ) from exc
 
     def _json(
-        self, method: str, path: str, body: object = None, *, accept: frozenset[int] = frozenset({200})
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        accept: frozenset[int] = frozenset({200}),
+        base: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        status, content_type, payload = self._raw(method, path, body)
-        shown = redact_text(self.base_url + path)
+        status, content_type, payload = self._raw(method, path, body, base=base)
+        shown = redact_text((base or self.base_url) + path)
         parsed: object = None
         if payload:
             try:
@@ -291,9 +314,9 @@ class FlowEngineClient:
             body=parsed if parsed is not None else quoted,
         )
 
-    def _text(self, path: str) -> str:
-        status, content_type, payload = self._raw("GET", path)
-        shown = redact_text(self.base_url + path)
+    def _text(self, path: str, *, base: str | None = None) -> str:
+        status, content_type, payload = self._raw("GET", path, base=base)
+        shown = redact_text((base or self.base_url) + path)
         if status == 200:
             return payload.decode(errors="replace")
         quoted = redact_text(payload.decode(errors="replace")[:BODY_QUOTE_LIMIT])
@@ -423,11 +446,11 @@ class FlowEngineClient:
 
     def signals(self) -> dict[str, Any]:
         """``GET /api/v1/signals``: what the decision framework reads (see ``to_decision_signals``)."""
-        _, data = self._json("GET", "/api/v1/signals")
+        _, data = self._json("GET", "/api/v1/signals", base=self._monitoring)
         return data
 
     def metrics_text(self) -> str:
-        return self._text("/metrics")
+        return self._text("/metrics", base=self._monitoring)
 
     def metric_samples(self, name: str) -> tuple[MetricSample, ...]:
         """Samples of one metric (``flow_failures_total``, ``flowengine_daily_spend_usd``, ...) from ``/metrics``."""
@@ -442,7 +465,7 @@ class FlowEngineClient:
 
     def logs(self, tail: int = 100) -> LogTail:
         """``kubectl logs deployment/flowengine --tail=N``; ``.errors()`` is the runbook's grep."""
-        text = self._text(f"/logs?{urlencode({'tail': tail})}")
+        text = self._text(f"/logs?{urlencode({'tail': tail})}", base=self._monitoring)
         return LogTail(tuple(line for line in text.splitlines() if line))
 
     # -- incidents -------------------------------------------------------------------------------
@@ -455,7 +478,7 @@ class FlowEngineClient:
         return _incident(data)
 
     def incidents(self) -> tuple[IncidentRecord, ...]:
-        _, data = self._json("GET", "/admin/incidents")
+        _, data = self._json("GET", "/admin/incidents", base=self._monitoring)
         active = data.get("active")
         return tuple(_incident(item) for item in active if isinstance(item, dict)) if isinstance(active, list) else ()
 
