@@ -217,7 +217,7 @@ def test_with_a_monitoring_url_signals_metrics_logs_and_incidents_come_from_ther
         assert client.metric_samples("flowengine_available_pods")
         assert client.logs(10).lines
         assert client.incidents() == ()
-        with pytest.raises(FlowEngineUnavailable, match="127.0.0.1:9"):
+        with pytest.raises(FlowEngineUnavailable, match=r"127\.0\.0\.1:9"):
             client.generate(PILOT)
     finally:
         monitor.stop()
