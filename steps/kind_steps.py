@@ -202,18 +202,16 @@ def _through_service(kind_api, kind_namespace, app, name):
 # --- FlowEngine as real pods -------------------------------------------------------------------------
 
 
-def _serving_pods(api: client.ApiClient, config) -> list[client.V1Pod]:
+def _serving_pods(runbook) -> list[client.V1Pod]:
     """The flowengine pods of production that are not on their way out."""
-    names = config.kubernetes
-    pods = client.CoreV1Api(api).list_namespaced_pod(names.namespace, label_selector=f"app={names.deployment}").items
-    return [p for p in pods if not p.metadata.deletion_timestamp]
+    return [p for p in runbook.pods() if not p.metadata.deletion_timestamp]
 
 
 @then("every flowengine pod runs the simulator image on a kind node, Ready, with an IP from the pod network")
-def _flowengine_pods(k8s_api, kind_cluster, drill_env, drill_config):
+def _flowengine_pods(runbook, kind_cluster, drill_env, drill_config):
     image = drill_env.pod_runtime["image"]
     nodes = set(kind.node_containers(kind_cluster.name))
-    pods = _serving_pods(k8s_api, drill_config)
+    pods = _serving_pods(runbook)
     assert pods, "no flowengine pod"
     for pod in pods:
         name = pod.metadata.name
@@ -227,7 +225,7 @@ def _flowengine_pods(k8s_api, kind_cluster, drill_env, drill_config):
 
 
 @then(parsers.parse('every flowengine pod logs the incident "{incident}" within {seconds:d} seconds'))
-def _pods_log_incident(k8s_api, drill_config, incident, seconds):
+def _pods_log_incident(runbook, k8s_api, drill_config, incident, seconds):
     core = client.CoreV1Api(k8s_api)
     names = drill_config.kubernetes
     wanted = f"incident injected: {incident}"
@@ -235,7 +233,7 @@ def _pods_log_incident(k8s_api, drill_config, incident, seconds):
     def silent_pods():
         silent = [
             pod.metadata.name
-            for pod in _serving_pods(k8s_api, drill_config)
+            for pod in _serving_pods(runbook)
             if wanted not in core.read_namespaced_pod_log(pod.metadata.name, names.namespace, container=names.container)
         ]
         return None if silent else True
@@ -250,10 +248,10 @@ def _pods_log_incident(k8s_api, drill_config, incident, seconds):
 
 
 @then("kubectl exec in every flowengine pod prints a REPO_ALLOWLIST of only the pilot")
-def _exec_allowlist(k8s_api, cluster, drill_config):
+def _exec_allowlist(runbook, cluster, drill_config):
     kubectl = str(ensure_binaries()["kubectl"])
     names = drill_config.kubernetes
-    pods = _serving_pods(k8s_api, drill_config)
+    pods = _serving_pods(runbook)
     assert pods, "no flowengine pod"
     for pod in pods:
         argv = [

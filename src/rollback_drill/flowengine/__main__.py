@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _split_repos(text: str) -> list[str]:
+    """Repos separated by commas and/or white space, as REPO_ALLOWLIST and --repos are written."""
+    return text.replace(",", " ").split()
+
+
 class _FileSource:
     """An allowlist view kept in a JSON file, read again whenever the file changes."""
 
@@ -121,7 +126,7 @@ class _FileSource:
                     data = json.loads(self.path.read_text())
                     repos = data["repos"]
                     if isinstance(repos, str):
-                        repos = [r for r in repos.replace(",", " ").split() if r]
+                        repos = _split_repos(repos)
                     self._view = AllowlistView(int(data["available_pods"]), frozenset(str(r) for r in repos))
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     raise InputError(
@@ -134,7 +139,7 @@ class _FileSource:
 def allowlist_source(spec: str, *, pilot: str, repos: str, available_pods: int, args: Sequence[str]) -> AllowlistSource:
     """Build the allowlist source that ``--allowlist-source SPEC`` names."""
     if spec == "static":
-        view = AllowlistView(available_pods, frozenset({pilot, *(r for r in repos.replace(",", " ").split() if r)}))
+        view = AllowlistView(available_pods, frozenset({pilot, *_split_repos(repos)}))
         return lambda: view
     if spec.startswith("file:"):
         return _FileSource(Path(spec.removeprefix("file:")))
@@ -143,7 +148,7 @@ def allowlist_source(spec: str, *, pilot: str, repos: str, available_pods: int, 
         value = os.environ.get(variable)
         if value is None:
             raise InputError(f"--allowlist-source {spec}: the environment variable {variable} is not set")
-        own = AllowlistView(1, frozenset({pilot, *(r for r in value.replace(",", " ").split() if r)}))
+        own = AllowlistView(1, frozenset({pilot, *_split_repos(value)}))
         return lambda: own
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

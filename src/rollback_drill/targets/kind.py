@@ -267,24 +267,22 @@ def _free_port() -> int:
 
 
 def network_address(container: str, network: str = KIND_NETWORK) -> str:
-    """Put a container on kind's Docker network (if it is not there yet) and return its address there.
+    """A container's address on kind's Docker network, where pods reach it through their node (which
+    masquerades pod traffic leaving the pod network).
 
-    Pods reach it through their node, which masquerades pod traffic leaving the pod network.
+    The container must have been started on that network: joining it later makes Docker re-publish the
+    container's ports on new host ports.
     """
-    inspect = ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container]
-    proc = _run(inspect, "docker inspect", 60)
+    proc = _run(
+        ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container], "docker inspect", 60
+    )
     if proc.returncode != 0:
         raise ToolchainError(f"docker inspect {container} failed: {proc.stderr.strip()[-500:]}")
-    if network not in json.loads(proc.stdout or "{}"):
-        joined = _run(["docker", "network", "connect", network, container], "docker network connect", 60)
-        if joined.returncode != 0:
-            raise ToolchainError(
-                f"cannot connect container {container} to the {network} network: {joined.stderr.strip()[-500:]}"
-            )
-        proc = _run(inspect, "docker inspect", 60)
     address = str((json.loads(proc.stdout or "{}").get(network) or {}).get("IPAddress") or "")
     if not address:
-        raise ToolchainError(f"container {container} has no address on the {network} network")
+        raise ToolchainError(
+            f"container {container} has no address on the {network} network; start it there (docker run --network {network})"
+        )
     return address
 
 
