@@ -174,6 +174,17 @@ def table_fingerprints(dsn: str) -> dict[str, TableFingerprint]:
         return _fingerprints(conn)
 
 
+def _psql_command(db: TaskDB, database: str, *extra: str) -> list[str]:
+    """psql into ``database``, stopping at the first error: the host's if it is new enough, else the container's."""
+    host_major = _host_tool_major("psql")
+    args = ["--username", db.user, "--dbname", database, "--set", "ON_ERROR_STOP=1", "--quiet", "--no-psqlrc", *extra]
+    if host_major is not None and (db.server_major is None or host_major >= db.server_major):
+        return ["psql", "--host", db.host, "--port", str(db.port), *args]
+    if db.container_id:
+        return ["docker", "exec", "-i", "-e", "PGPASSWORD", db.container_id, "psql", "--host", "127.0.0.1", *args]
+    raise ToolchainError(f"no psql for PostgreSQL {db.server_major}; install postgresql-client-{db.server_major}")
+
+
 def restore(db: TaskDB, backup: Path, database: str) -> None:
     """Load a gzipped plain-SQL dump into ``database`` (created fresh) with psql, stopping at the first error."""
     with db.connect() as conn:
@@ -183,15 +194,7 @@ def restore(db: TaskDB, backup: Path, database: str) -> None:
         payload = gzip.decompress(backup.read_bytes())
     except (OSError, EOFError) as exc:
         raise VerificationFailed(f"backup {backup} is not a complete gzip file ({exc}); it cannot be restored") from exc
-    host_major = _host_tool_major("psql")
-    args = ["--username", db.user, "--dbname", database, "--set", "ON_ERROR_STOP=1", "--quiet", "--no-psqlrc"]
-    if host_major is not None and (db.server_major is None or host_major >= db.server_major):
-        cmd = ["psql", "--host", db.host, "--port", str(db.port), *args]
-    elif db.container_id:
-        cmd = ["docker", "exec", "-i", "-e", "PGPASSWORD", db.container_id, "psql", "--host", "127.0.0.1", *args]
-    else:
-        raise ToolchainError(f"no psql for PostgreSQL {db.server_major}; install postgresql-client-{db.server_major}")
-    proc = subprocess.run(cmd, input=payload, capture_output=True, env=_pg_env(db), check=False)
+    proc = subprocess.run(_psql_command(db, database), input=payload, capture_output=True, env=_pg_env(db), check=False)
     if proc.returncode != 0:
         raise VerificationFailed(
             f"restoring {backup} into {database} failed (exit {proc.returncode}): {proc.stderr.decode(errors='replace').strip()[-500:]}"
@@ -217,16 +220,20 @@ def verify_restorable(db: TaskDB, backup: BackupResult) -> RestoreCheck:
 
 
 def restore_in_place(db: TaskDB, backup: Path) -> None:
-    """Put TaskDB back from a backup: drop and recreate ``public``, then load the dump (Step 3's fallback)."""
-    with db.connect() as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    payload = gzip.decompress(backup.read_bytes())
-    proc = subprocess.run(
-        ["psql", "--host", db.host, "--port", str(db.port), "--username", db.user, "--dbname", db.database,
-         "--set", "ON_ERROR_STOP=1", "--quiet", "--no-psqlrc"],
-        input=payload, capture_output=True, env=_pg_env(db), check=False,
-    )  # fmt: skip
+    """Put TaskDB back from a backup: drop and recreate ``public`` and load the dump, as one transaction (Step 3's fallback).
+
+    FlowEngine keeps writing while this runs. Loaded statement by statement, a
+    flow inserted between the dump's CREATE TABLE and its setval takes id 1 again
+    and the primary key cannot be built. In one transaction, writers wait on the
+    schema's lock and meet only the restored tables, once they are committed.
+    """
+    try:
+        dumped = gzip.decompress(backup.read_bytes())
+    except (OSError, EOFError) as exc:
+        raise VerificationFailed(f"backup {backup} is not a complete gzip file ({exc}); it cannot be restored") from exc
+    payload = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" + dumped
+    cmd = _psql_command(db, db.database, "--single-transaction")
+    proc = subprocess.run(cmd, input=payload, capture_output=True, env=_pg_env(db), check=False)
     if proc.returncode != 0:
         raise VerificationFailed(
             f"restoring TaskDB from {backup} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}"
