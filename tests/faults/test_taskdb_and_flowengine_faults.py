@@ -4,7 +4,6 @@ FlowEngine dying while the pilot probe runs. Real PostgreSQL (initdb/pg_ctl), a 
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -83,51 +82,48 @@ def test_taskdb_stopped_during_the_backup_fails_it_and_step_3_refuses_without_a_
         providers.stop_local(restarted)
 
 
-def test_restoring_in_place_while_flowengine_writes_loses_nothing_and_keeps_the_keys(taskdb, tmp_path):
-    # Step 3's fallback runs while FlowEngine still records flows. A restore loaded
-    # statement by statement let a flow in between the dump's CREATE TABLE and its
-    # setval; it took id 1 again and the primary key could not be rebuilt.
-    with taskdb.connect() as conn:
-        conn.execute(
-            "INSERT INTO flows (repo, status) SELECT 'api-gateway', 'completed' FROM generate_series(1, 20000)"
-        )
-    dumped = backup.dump(taskdb, tmp_path / "taskdb.sql.gz")
-    stop = threading.Event()
-    written: list[int] = []
-    refused: list[str] = []
-
-    def flowengine_writes() -> None:
-        while not stop.is_set():
-            try:
-                with psycopg.connect(taskdb.dsn, autocommit=True, connect_timeout=5) as conn:
-                    while not stop.is_set():
-                        row = conn.execute(
-                            "INSERT INTO flows (repo, status) VALUES ('compliance-service', 'completed') RETURNING id"
-                        ).fetchone()
-                        written.append(int(str(row[0])) if row else -1)
-            except psycopg.Error as exc:  # the table is replaced under it; FlowEngine retries
-                refused.append(type(exc).__name__)
-
-    writer = threading.Thread(target=flowengine_writes, daemon=True)
-    writer.start()
+def test_restoring_in_place_while_flowengine_writes_loses_nothing_and_keeps_the_keys(tmp_path):
+    # Step 3's fallback runs while FlowEngine still records flows. Loaded statement
+    # by statement, a flow got in between the dump's CREATE TABLE and its setval,
+    # took id 1 again, and the primary key could not be rebuilt. Phase 7, so that a
+    # flow's transaction takes model_routes as well as flows and tasks.
+    db = providers.start_local(tmp_path / "taskdb")
     try:
-        wait_until(lambda: len(written) >= 20, timeout_s=20, describe="FlowEngine writing")
-        for _ in range(3):
-            backup.restore_in_place(taskdb, dumped.path)
-        before = len(written)
-        wait_until(lambda: len(written) >= before + 20, timeout_s=20, describe="FlowEngine writing after the restore")
+        schema.seed_schema(db, load_config(), 7)
+        with db.connect() as conn:
+            conn.execute(
+                "INSERT INTO flows (repo, status) SELECT 'api-gateway', 'completed' FROM generate_series(1, 20000)"
+            )
+        dumped = backup.dump(db, tmp_path / "taskdb.sql.gz")
+        view = AllowlistView(available_pods=3, repos=frozenset({"compliance-service"}))
+        simulator = Simulator("compliance-service", db.dsn, lambda: view, flow_latency_s=0.0)
+        flowengine = FlowEngineClient(simulator.start(), timeout_s=10)
+        probe = Probe("pilot", pilot_flow_call(flowengine, "compliance-service"), rate_hz=50.0, max_in_flight=4)
+        try:
+            with probe:
+                wait_until(lambda: _served(probe) >= 20, timeout_s=20, describe="FlowEngine recording flows")
+                for _ in range(3):
+                    backup.restore_in_place(db, dumped.path)
+                served = _served(probe)
+                wait_until(lambda: _served(probe) >= served + 20, timeout_s=20, describe="flows after the restore")
+        finally:
+            simulator.stop()
+        with db.connect() as conn:
+            ids = {int(str(r[0])) for r in conn.execute("SELECT id FROM flows")}
+            pkeys = conn.execute("SELECT indexname FROM pg_indexes WHERE indexname = 'flows_pkey'").fetchall()
+            routed = conn.execute("SELECT count(*) FROM model_routes WHERE flow_id > 20000").fetchone()
     finally:
-        stop.set()
-        writer.join(10)
-    with taskdb.connect() as conn:
-        ids = {int(str(r[0])) for r in conn.execute("SELECT id FROM flows")}
-        pkeys = conn.execute("SELECT indexname FROM pg_indexes WHERE indexname = 'flows_pkey'").fetchall()
-    kept = backup.table_fingerprints(taskdb.dsn)
+        providers.stop_local(db)
+    assert dumped.tables["flows"].rows == 20000
     assert len(pkeys) == 1, "the restored flows table has its primary key"
-    assert dumped.tables["flows"].rows == 20500
-    assert set(range(1, 20501)) <= ids, "a flow from the backup is missing after the restore"
-    assert kept["flows"].rows > 20500, "the flows written after the restore should be there as well"
-    assert written[-1] > 20500, "the restored sequence hands out ids after the backup's, not over them"
+    assert set(range(1, 20001)) <= ids, "a flow from the backup is missing after the restore"
+    assert max(ids) > 20000, "flows after the restore get ids after the backup's, not over them"
+    assert routed is not None, "the restored model_routes table takes the new flows' routes"
+    assert int(str(routed[0])) >= 20
+
+
+def _served(probe: Probe) -> int:
+    return sum(1 for s in probe.samples() if s.outcome.ok)
 
 
 def test_flowengine_killed_during_the_pilot_probe_counts_as_pilot_impact(taskdb):

@@ -219,6 +219,21 @@ def verify_restorable(db: TaskDB, backup: BackupResult) -> RestoreCheck:
     return RestoreCheck(scratch, copy, not mismatches, mismatches)
 
 
+_LOCK_LIKE_FLOWENGINE = b"""DO $$
+DECLARE t text;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public'
+           ORDER BY array_position(ARRAY['model_routes', 'flows', 'tasks'], tablename::text) NULLS LAST, tablename
+  LOOP
+    EXECUTE format('LOCK TABLE public.%I IN ACCESS EXCLUSIVE MODE', t);
+  END LOOP;
+END $$;
+"""
+"""Every table of ``public`` locked in the order FlowEngine's own transactions take them
+(model_routes, flows, tasks), before DROP SCHEMA takes them in whatever order its
+cascade walks: a flow being written can make the restore wait, never deadlock."""
+
+
 def restore_in_place(db: TaskDB, backup: Path) -> None:
     """Put TaskDB back from a backup: drop and recreate ``public`` and load the dump, as one transaction (Step 3's fallback).
 
@@ -231,7 +246,7 @@ def restore_in_place(db: TaskDB, backup: Path) -> None:
         dumped = gzip.decompress(backup.read_bytes())
     except (OSError, EOFError) as exc:
         raise VerificationFailed(f"backup {backup} is not a complete gzip file ({exc}); it cannot be restored") from exc
-    payload = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" + dumped
+    payload = _LOCK_LIKE_FLOWENGINE + b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" + dumped
     cmd = _psql_command(db, db.database, "--single-transaction")
     proc = subprocess.run(cmd, input=payload, capture_output=True, env=_pg_env(db), check=False)
     if proc.returncode != 0:
