@@ -7,7 +7,6 @@ it once the evidence shows Step 1 has started.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,20 +17,10 @@ import pytest
 
 from rollback_drill.environment import state_path
 from rollback_drill.evidence.bundle import verify
-from rollback_drill.timing.wait import wait_until
+
+from .drills import interrupt_when_started, timeline
 
 pytestmark = pytest.mark.slow
-
-
-def _timeline(evidence_dir: Path) -> list[dict]:
-    lines = []
-    for path in evidence_dir.glob("*/timeline.jsonl"):
-        lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return lines
-
-
-def _step_started(evidence_dir: Path, step: str) -> bool:
-    return any(e.get("kind") == "step_started" and e.get("step") == step for e in _timeline(evidence_dir))
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -66,18 +55,7 @@ def test_interrupt_mid_rollback(tmp_path, signum):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
-        wait_until(
-            lambda: _step_started(evidence_dir, "step-1"), timeout_s=240, interval_s=0.02, describe="Step 1 to start"
-        )
-        if signum == signal.SIGINT:
-            os.killpg(proc.pid, signum)  # Ctrl-C reaches the whole foreground process group
-        else:
-            proc.send_signal(signum)  # a supervisor stops the command itself
-        code = proc.wait(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    code = interrupt_when_started(proc, evidence_dir, "step-1", signum)
     output = log.read_text()
     assert code == 130, output[-3000:]
 
@@ -89,7 +67,7 @@ def test_interrupt_mid_rollback(tmp_path, signum):
     assert "step-1" in step_ids
     assert "step-8" not in step_ids or evidence["steps"][-1]["status"] != "pass"
 
-    events = _timeline(evidence_dir)
+    events = timeline(evidence_dir)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert any(e["kind"] == "step_started" for e in events)
     report = verify(bundles[0], allowed_signers=None)

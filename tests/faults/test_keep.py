@@ -13,8 +13,6 @@ command exits 1.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -22,7 +20,9 @@ import pytest
 import yaml
 
 from rollback_drill.config import default_config_path
-from rollback_drill.timing.wait import wait_until
+from rollback_drill.targets import local
+
+from .drills import interrupt_when_started
 
 pytestmark = pytest.mark.slow
 
@@ -40,23 +40,14 @@ def _verdict(runner) -> str:
     return str(json.loads(bundle.read_text())["verdict"])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _assert_kept(runner, name: str) -> None:
     """The state file, every control-plane process it lists, and the running TaskDB container."""
     state_file = runner.envs_dir / f"{name}.json"
     assert state_file.is_file(), f"no state file for the kept environment {name}"
     state = json.loads(state_file.read_text())
-    processes = state["control_plane"]["processes"]
-    assert {p["name"] for p in processes} >= {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-    dead = [p["name"] for p in processes if not _alive(int(p["pid"]))]
+    processes = local.LocalControlPlane.from_state(state["control_plane"]).processes
+    assert {p.name for p in processes} >= {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    dead = [p.name for p in processes if not local.is_running(p)]
     assert not dead, f"kept environment {name} has stopped processes: {dead}"
     running = subprocess.run(
         ["docker", "ps", "-q", "--filter", f"label=rollback-drill={name}", "--filter", "status=running"],
@@ -103,27 +94,10 @@ def test_keep_policy(drill_runner, tmp_path, keep, fails, kept):
     _env_down_removes_it(drill_runner, name)
 
 
-def _step_started(runner, step: str) -> bool:
-    for path in runner.evidence_dir.glob("*/timeline.jsonl"):
-        for line in path.read_text().splitlines():
-            event = json.loads(line) if line.strip() else {}
-            if event.get("kind") == "step_started" and event.get("step") == step:
-                return True
-    return False
-
-
 def test_ctrl_c_with_keep_never_leaves_nothing(drill_runner, tmp_path):
     log = tmp_path / "run.log"
     proc = drill_runner.popen_drill(log, "--keep", "never")
-    try:
-        wait_until(
-            lambda: _step_started(drill_runner, "step-1"), timeout_s=240, interval_s=0.05, describe="Step 1 to start"
-        )
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
-        code = proc.wait(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    code = interrupt_when_started(proc, drill_runner.evidence_dir, "step-1")
     output = log.read_text()
     assert code == 130, output[-3000:]
     assert drill_runner.note_names(output), output[-2000:]
