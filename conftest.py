@@ -35,13 +35,30 @@ pytest_plugins = [
 ]
 
 
+_SIGNALS_RECEIVED: list[int] = []
+"""Every SIGINT/SIGTERM this drill received, kept after its KeyboardInterrupt is raised."""
+
+
 def pytest_configure(config):
-    """SIGTERM ends a drill like Ctrl-C does: fixtures tear down, the evidence is sealed as `aborted`."""
+    """SIGTERM ends a drill like Ctrl-C does: fixtures tear down, the evidence is sealed as `aborted`.
+
+    Python raises the KeyboardInterrupt wherever the main thread happens to be. Inside a
+    finalizer (a ``__del__`` the garbage collector runs) it is only printed, to a stderr
+    pytest captures, and the drill would go on as if nobody had pressed Ctrl-C. So the
+    signal is remembered too, and the next Gherkin step raises it again.
+    """
 
     def interrupt(signum, frame):
+        _SIGNALS_RECEIVED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def _stop_if_interrupted():
+    if _SIGNALS_RECEIVED:
+        raise KeyboardInterrupt(f"signal {_SIGNALS_RECEIVED[0]}, received while a finalizer ran")
 
 
 def pytest_addoption(parser):
@@ -60,12 +77,14 @@ def _grouper(request, feature, scenario):
 
 
 def pytest_bdd_before_step_call(request, feature, scenario, step, step_func, step_func_args):
+    _stop_if_interrupted()
     grouper = _grouper(request, feature, scenario)
     if grouper is not None:
         grouper.gherkin_step_started(step.name)
 
 
 def pytest_bdd_after_step(request, feature, scenario, step, step_func, step_func_args):
+    _stop_if_interrupted()
     grouper = _grouper(request, feature, scenario)
     if grouper is not None:
         grouper.gherkin_step_passed()
