@@ -101,7 +101,7 @@ def bring_up_parallel(
     path = environment.state_path(name)
     if path.exists():
         raise FileExistsError(path)
-    directory = environment.state_home() / "envs" / name
+    directory = environment.envs_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     state = environment.EnvironmentState(name=name, target="local", directory=str(directory))

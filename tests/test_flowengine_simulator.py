@@ -34,6 +34,7 @@ from rollback_drill.flowengine import (
     Simulator,
     to_decision_signals,
 )
+from rollback_drill.ports import free_port
 from rollback_drill.runbook.decision import decide
 from rollback_drill.taskdb import providers
 from rollback_drill.taskdb.providers import TaskDB
@@ -493,7 +494,7 @@ def test_logs_are_rfc3339_level_message_lines_and_tail_limits_them(client):
 
 
 def test_the_client_reports_a_dead_flowengine_as_retryable_with_its_url():
-    port = providers.free_port()
+    port = free_port()
     client = FlowEngineClient(f"http://127.0.0.1:{port}", timeout_s=2)
     with pytest.raises(FlowEngineUnavailable) as caught:
         client.health()

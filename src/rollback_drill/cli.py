@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rollback_drill import environment
+from rollback_drill import environment, paths
 from rollback_drill.config import load_config
 from rollback_drill.conformance.cli import add_commands as add_conformance_commands
 from rollback_drill.errors import DrillError, InputError, ToolchainError
@@ -234,7 +234,7 @@ def _cmd_doctor(_args: argparse.Namespace) -> int:
             "check the loopback interface",
         )
     )
-    state = environment.state_home()
+    state = paths.state_home()
     results.append(
         _check(
             "state directory",

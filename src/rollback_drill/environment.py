@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.errors import ConfigError, InputError, ToolchainError
 from rollback_drill.flowengine.client import FlowEngineClient
+from rollback_drill.paths import state_home
 from rollback_drill.targets import kind, local
 from rollback_drill.targets.cluster import Cluster, TargetKind, identify
 from rollback_drill.taskdb import providers
@@ -46,11 +47,6 @@ KIND_FLOWENGINE_NODE_PORT = 30080
 """The flowengine Service's NodePort on kind, published on 127.0.0.1 for the drill's client."""
 KIND_WORLD_ROLLOUT_TIMEOUT_S = 300.0
 """On kind the flowengine pods really start (a Python process each, on a machine of a few cores)."""
-
-
-def state_home() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "rollback-drill"
 
 
 def envs_dir() -> Path:

@@ -22,11 +22,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
-from rollback_drill.environment import state_home
 from rollback_drill.errors import InputError
 from rollback_drill.evidence.bundle import load_evidence, require_bundle
 from rollback_drill.evidence.rca import parse_time
 from rollback_drill.evidence.redact import REDACTOR, Redactor
+from rollback_drill.paths import state_home
 
 HISTORY_NAME: Final = "history.jsonl"
 HISTORY_FORMAT: Final = "rollback-drill/history-v1"

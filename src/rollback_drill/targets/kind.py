@@ -17,7 +17,6 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from rollback_drill.errors import InputError, RetryableError, ToolchainError
+from rollback_drill.ports import free_port
 from rollback_drill.targets.cluster import api_client
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.toolchain import kind_image
@@ -217,7 +217,7 @@ def create(
         )
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "kind-config.yaml"
-    published = {node_port: _free_port() for node_port in publish}
+    published = {node_port: free_port() for node_port in publish}
     config_path.write_text(yaml.safe_dump(cluster_config(workers, published), sort_keys=False))
     kubeconfig = directory / "kubeconfig"
     cluster = KindCluster(
@@ -258,12 +258,6 @@ def create(
         delete(cluster, missing_ok=True)
         raise
     return cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def network_address(container: str, network: str = KIND_NETWORK) -> str:

@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from rollback_drill.errors import ToolchainError, WaitTimeout
+from rollback_drill.ports import free_port
 from rollback_drill.targets.pki import Pki, create_pki
-from rollback_drill.taskdb.providers import free_port
 
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_COUNT = 3

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ import psycopg
 
 from rollback_drill.errors import ConfigError, InputError, ToolchainError, WaitTimeout
 from rollback_drill.evidence.redact import add_secret
+from rollback_drill.ports import free_port
 
 ProviderName = Literal["container", "local", "dsn"]
 PROVIDERS: tuple[ProviderName, ...] = ("container", "local", "dsn")
@@ -89,12 +89,6 @@ class TaskDB:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(db: TaskDB, timeout_s: float = 60.0) -> int:
