@@ -10,12 +10,11 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from rollback_drill.errors import VerificationFailed
-from rollback_drill.flowengine.client import to_decision_signals
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.notify import completion_messages, incident_alert_messages, status_page_update
 from rollback_drill.notify.messages import page_resolution
 from rollback_drill.runbook import actions
-from rollback_drill.runbook.decision import decide
+from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.drill import (
     DrillProbes,
     confirmation_problems,
@@ -59,7 +58,7 @@ def _note_world(k8s_api, drill_config, taskdb, world):
 
 @when("the Incident Commander applies the decision framework to the live signals", target_fixture="decision")
 def _decide_live(flowengine, marks, recorder, injection):
-    decision = decide(to_decision_signals(flowengine.signals()))
+    decision = decide_live(flowengine)
     marks.mark(DECISION_MADE, overwrite=True)
     recorder.event("decision_made", priority=decision.priority, action=decision.action)
     recorder.set("decision", decision.as_evidence())

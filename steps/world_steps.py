@@ -7,11 +7,11 @@ from kubernetes import client
 from pytest_bdd import given, parsers, then, when
 
 from rollback_drill.config import default_config_path, load_config
-from rollback_drill.flowengine.client import FlowEngineUnavailable, to_decision_signals
+from rollback_drill.flowengine.client import FlowEngineUnavailable
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.runbook.actions import RESTRICTED_REASON, crash_looping_pods, set_allowlist
-from rollback_drill.runbook.decision import decide
+from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
 from rollback_drill.timing.probe import Probe, failed_requests
 from rollback_drill.timing.wait import wait_until
@@ -200,7 +200,7 @@ def _pilot_unavailable(flowengine, drill_config):
 @then(parsers.parse('the decision framework, reading the live signals, decides "{priority}"'))
 def _live_decision(flowengine, priority):
     decision = wait_until(
-        lambda: (d := decide(to_decision_signals(flowengine.signals()))).priority == priority and d,
+        lambda: (d := decide_live(flowengine)).priority == priority and d,
         timeout_s=15,
         describe=f"a {priority} decision from the live signals",
     )

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
+from rollback_drill.errors import InputError
+from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.runbook.decision import (
     CRITERIA,
     P2_TRIAGE_S,
@@ -13,6 +19,8 @@ from rollback_drill.runbook.decision import (
     RepoSignal,
     Signals,
     decide,
+    decide_live,
+    to_decision_signals,
 )
 
 PILOT = "compliance-service"
@@ -511,3 +519,88 @@ def test_impossible_signals_are_refused(make):
 def test_a_percentage_passed_as_kill_rate_is_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"pass 0\.59 for 59 %"):
         RepoSignal("r", kill_rate=59.0)
+
+
+# --- reading FlowEngine's /api/v1/signals ------------------------------------------------------------------
+
+SIGNALS_PAYLOAD: dict[str, Any] = {
+    "repos": [
+        {"repo": PILOT, "failures_last_hour": 0, "flows_last_hour": 40, "cause": None, "kill_rate": 0.8},
+        *(
+            {"repo": name, "failures_last_hour": 8, "flows_last_hour": 8, "cause": f"cause-{i}", "kill_rate": None}
+            for i, name in enumerate(PHASE_7_REPOS[:11])
+        ),
+    ],
+    "crash_loop_unavailable_s": 12.5,
+    "db_integrity_ok": True,
+    "credentials_leaked": False,
+    "daily_spend_usd": 31.0,
+    "p95_latency_s": 40.0,
+    "p95_above_150s_for_s": 0,
+    "providers_rate_limited": 1,
+    "config_validation_errors": ["repo-04: unknown block family"],
+}
+
+
+def test_the_signals_payload_becomes_signals_field_by_field():
+    signals = to_decision_signals(SIGNALS_PAYLOAD)
+    assert signals.repos[0] == RepoSignal(PILOT, failures_last_hour=0, flows_last_hour=40, kill_rate=0.8)
+    assert signals.repos[1] == RepoSignal("repo-01", failures_last_hour=8, flows_last_hour=8, cause="cause-0")
+    assert len(signals.repos) == 12
+    assert signals.crash_loop_unavailable_s == 12.5
+    assert signals.daily_spend_usd == 31.0
+    assert signals.p95_latency_s == 40.0
+    assert signals.providers_rate_limited == 1
+    assert signals.config_validation_errors == ("repo-04: unknown block family",)
+
+
+def test_missing_fields_of_the_signals_payload_read_as_nothing_wrong():
+    assert to_decision_signals({}) == Signals()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"repos": [{"failures_last_hour": 3}]},
+        {"repos": [{"repo": "r", "kill_rate": 59}]},
+        {"daily_spend_usd": "a lot"},
+        {"providers_rate_limited": 4},
+    ],
+)
+def test_a_signals_payload_that_does_not_fit_is_refused_with_the_fix(payload):
+    with pytest.raises(InputError, match="point --flowengine-url at a FlowEngine that serves the drill's signals API"):
+        to_decision_signals(payload)
+
+
+@pytest.fixture
+def signals_server() -> Iterator[str]:
+    """A FlowEngine that answers /api/v1/signals only, with SIGNALS_PAYLOAD."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(SIGNALS_PAYLOAD).encode() if self.path == "/api/v1/signals" else b"{}"
+            self.send_response(200 if self.path == "/api/v1/signals" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_live_decision_reads_the_signals_flowengine_serves(signals_server):
+    decision = decide_live(FlowEngineClient(signals_server, timeout_s=5))
+    assert decision == decide(to_decision_signals(SIGNALS_PAYLOAD))
+    assert decision.priority == "P1"
+    assert decision.criteria_met == ("p1-mass-concurrent-failures",)

@@ -32,10 +32,9 @@ from rollback_drill.flowengine import (
     FlowEngineRequestError,
     FlowEngineUnavailable,
     Simulator,
-    to_decision_signals,
 )
 from rollback_drill.ports import free_port
-from rollback_drill.runbook.decision import decide
+from rollback_drill.runbook.decision import decide_live
 from rollback_drill.taskdb import providers
 from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.wait import wait_until
@@ -136,7 +135,7 @@ def client(sim):
 
 
 def decision(client: FlowEngineClient):
-    return decide(to_decision_signals(client.signals()))
+    return decide_live(client)
 
 
 def repo_signal(client: FlowEngineClient, repo: str) -> dict | None:

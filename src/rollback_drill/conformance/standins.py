@@ -35,7 +35,7 @@ from typing import Final, NoReturn
 
 from rollback_drill.errors import DrillError
 from rollback_drill.evidence.redact import add_secret, redact_text
-from rollback_drill.flowengine.client import FlowEngineClient, FlowResult, to_decision_signals
+from rollback_drill.flowengine.client import FlowEngineClient, FlowResult
 from rollback_drill.notify.messages import Kind, Message
 from rollback_drill.notify.senders import (
     PagerDutyEventsSender,
@@ -44,7 +44,7 @@ from rollback_drill.notify.senders import (
     SmtpEndpoint,
     SmtpSender,
 )
-from rollback_drill.runbook.decision import decide
+from rollback_drill.runbook.decision import decide_live
 
 TOOLS: Final = ("blocks", "slack-cli", "pagerduty", "mail")
 FLOW_FILE: Final = "flow.json"
@@ -324,7 +324,7 @@ def _blocks_test_rollback(env: StandinEnvironment, argv: Sequence[str]) -> int:
     started = time.monotonic()
     record = client.inject(args.simulate_incident)
     try:
-        decision = decide(to_decision_signals(client.signals()))
+        decision = decide_live(client)
         detected_s = time.monotonic() - started
         print(f"Incident injected: {record.name} on {len(record.repos)} repo(s)")
         print(f"Time to detect incident: {detected_s:.2f}s (decision {decision.priority}: {decision.action})")

@@ -18,7 +18,6 @@ from rollback_drill.flowengine.client import (
     RepoStats,
     Stats,
     Verification,
-    to_decision_signals,
 )
 from rollback_drill.flowengine.incidents import CATALOGUE, GATES, INCIDENT_NAMES, MODEL_PROVIDERS, IncidentSpec
 from rollback_drill.flowengine.simulator import (
@@ -55,5 +54,4 @@ __all__ = [
     "Simulator",
     "Stats",
     "Verification",
-    "to_decision_signals",
 ]

@@ -30,7 +30,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rollback_drill.errors import InputError, RetryableError
 from rollback_drill.evidence.redact import redact_text
-from rollback_drill.runbook.decision import RepoSignal, Signals
 
 BODY_QUOTE_LIMIT: Final = 300
 """Characters of an unexpected answer's body quoted in an error message."""
@@ -445,7 +444,7 @@ class FlowEngineClient:
         )
 
     def signals(self) -> dict[str, Any]:
-        """``GET /api/v1/signals``: what the decision framework reads (see ``to_decision_signals``)."""
+        """``GET /api/v1/signals``: what the decision framework reads (``runbook.decision.to_decision_signals``)."""
         _, data = self._json("GET", "/api/v1/signals", base=self._monitoring)
         return data
 
@@ -487,34 +486,3 @@ class FlowEngineClient:
         _, data = self._json("DELETE", "/admin/incidents")
         cleared = data.get("cleared")
         return tuple(str(n) for n in cleared) if isinstance(cleared, list) else ()
-
-
-def to_decision_signals(payload: Mapping[str, Any]) -> Signals:
-    """Turn ``FlowEngineClient.signals()`` into the decision framework's ``Signals``."""
-    try:
-        repos = tuple(
-            RepoSignal(
-                repo=str(item["repo"]),
-                failures_last_hour=int(item.get("failures_last_hour") or 0),
-                flows_last_hour=int(item.get("flows_last_hour") or 0),
-                cause=str(item["cause"]) if item.get("cause") is not None else None,
-                kill_rate=float(item["kill_rate"]) if item.get("kill_rate") is not None else None,
-            )
-            for item in payload.get("repos") or ()
-        )
-        return Signals(
-            repos=repos,
-            crash_loop_unavailable_s=float(payload.get("crash_loop_unavailable_s") or 0.0),
-            db_integrity_ok=bool(payload.get("db_integrity_ok", True)),
-            credentials_leaked=bool(payload.get("credentials_leaked", False)),
-            daily_spend_usd=float(payload.get("daily_spend_usd") or 0.0),
-            p95_latency_s=float(payload.get("p95_latency_s") or 0.0),
-            p95_above_150s_for_s=float(payload.get("p95_above_150s_for_s") or 0.0),
-            providers_rate_limited=int(payload.get("providers_rate_limited") or 0),
-            config_validation_errors=tuple(str(e) for e in payload.get("config_validation_errors") or ()),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"FlowEngine's /api/v1/signals answer does not fit the decision framework ({type(exc).__name__}: {exc}); "
-            "point --flowengine-url at a FlowEngine that serves the drill's signals API"
-        ) from exc

@@ -37,6 +37,8 @@ GATES: Final = ("schema", "lint", "unit-tests", "mutation", "attestation")
 """The five quality gates of a flow; ``blocks verify --strict`` needs all of them."""
 
 MODEL_PROVIDERS: Final = ("anthropic", "openai", "google")
+"""FlowEngine's model providers: ``/health/models/PROVIDER`` answers for each (Step 6 checks them all), the
+decision framework's P2 "all 3 providers rate-limiting" counts them, and ``model-outage`` rate-limits them."""
 
 # --- the numbers incidents use --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import DrillError, VerificationFailed, WaitTimeout
 from rollback_drill.flowengine.client import FlowEngineClient, FlowResult, Verification
+from rollback_drill.flowengine.incidents import MODEL_PROVIDERS
 from rollback_drill.kube.rollout import ApiOutage, api_error_line, rollout_state, wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster, guard_destructive
@@ -677,9 +678,6 @@ class HealthReport:
             "p95_s": self.p95_s,
             "active_repos": list(self.active_repos),
         }
-
-
-MODEL_PROVIDERS = ("anthropic", "openai", "google")
 
 
 def system_health(runbook: Runbook, *, window_s: float) -> HealthReport:

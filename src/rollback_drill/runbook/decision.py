@@ -8,6 +8,9 @@ of exactly 15 minutes, a spend of exactly $200 or exactly 10 failing repos is no
 
 Only the criteria of the winning priority are reported, all of them, each with a
 sentence that carries the measured numbers.
+
+``to_decision_signals`` reads FlowEngine's ``/api/v1/signals`` answer into ``Signals``;
+``decide_live`` is the one way the drill decides from a running FlowEngine.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
+
+from rollback_drill.errors import InputError
+from rollback_drill.flowengine.client import FlowEngineClient
+from rollback_drill.flowengine.incidents import MODEL_PROVIDERS
 
 Priority = Literal["P1", "P2", "NO-GO", "NONE"]
 Action = Literal["roll back", "triage then roll back", "isolate repo", "do not roll back"]
@@ -36,8 +43,6 @@ P95_LATENCY_LIMIT_S = 150.0
 """P2 when P95 latency stays above this ..."""
 P95_SUSTAINED_LIMIT_S = 7200.0
 """... for longer than this (2 hours)."""
-MODEL_PROVIDERS = ("anthropic", "openai", "google")
-"""The providers whose health Step 6 checks; P2 when all of them are rate-limiting."""
 CASCADE_MIN_REPOS = 3
 """P2 when at least this many repos are failing with the same root cause."""
 INTERMITTENT_RATIO = 0.05
@@ -317,3 +322,39 @@ def decide(signals: Signals) -> Decision:
         action: Action = "isolate repo" if "nogo-single-repo" in criteria else "do not roll back"
         return Decision("NO-GO", action, criteria, reasons, 0.0)
     return Decision("NONE", "do not roll back", (), (_NO_CRITERION_REASON,), 0.0)
+
+
+def to_decision_signals(payload: Mapping[str, Any]) -> Signals:
+    """Turn FlowEngine's ``/api/v1/signals`` answer (``FlowEngineClient.signals()``) into ``Signals``."""
+    try:
+        repos = tuple(
+            RepoSignal(
+                repo=str(item["repo"]),
+                failures_last_hour=int(item.get("failures_last_hour") or 0),
+                flows_last_hour=int(item.get("flows_last_hour") or 0),
+                cause=str(item["cause"]) if item.get("cause") is not None else None,
+                kill_rate=float(item["kill_rate"]) if item.get("kill_rate") is not None else None,
+            )
+            for item in payload.get("repos") or ()
+        )
+        return Signals(
+            repos=repos,
+            crash_loop_unavailable_s=float(payload.get("crash_loop_unavailable_s") or 0.0),
+            db_integrity_ok=bool(payload.get("db_integrity_ok", True)),
+            credentials_leaked=bool(payload.get("credentials_leaked", False)),
+            daily_spend_usd=float(payload.get("daily_spend_usd") or 0.0),
+            p95_latency_s=float(payload.get("p95_latency_s") or 0.0),
+            p95_above_150s_for_s=float(payload.get("p95_above_150s_for_s") or 0.0),
+            providers_rate_limited=int(payload.get("providers_rate_limited") or 0),
+            config_validation_errors=tuple(str(e) for e in payload.get("config_validation_errors") or ()),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"FlowEngine's /api/v1/signals answer does not fit the decision framework ({type(exc).__name__}: {exc}); "
+            "point --flowengine-url at a FlowEngine that serves the drill's signals API"
+        ) from exc
+
+
+def decide_live(flowengine: FlowEngineClient) -> Decision:
+    """The Incident Commander's decision from FlowEngine's signals as they are now."""
+    return decide(to_decision_signals(flowengine.signals()))
