@@ -30,9 +30,10 @@ from kubernetes.client.exceptions import ApiException
 from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.errors import ConfigError, InputError, ToolchainError
 from rollback_drill.flowengine.client import FlowEngineClient
+from rollback_drill.kube.conflict import suppress_conflict
 from rollback_drill.paths import state_home
 from rollback_drill.targets import kind, local
-from rollback_drill.targets.cluster import Cluster, TargetKind, identify
+from rollback_drill.targets.cluster import Cluster, TargetKind, api_client, identify
 from rollback_drill.taskdb import providers
 from rollback_drill.taskdb.providers import ProviderName, TaskDB
 from rollback_drill.timing.wait import wait_until
@@ -210,19 +211,14 @@ def _add_fake_nodes(core: client.CoreV1Api) -> None:
 def _prepare_cluster(kubeconfig: str, *, fake_nodes: bool = True) -> None:
     """Fake nodes for kwok (not on kind, which has real ones), the drill namespaces, and a wait for what a
     fresh cluster creates lazily."""
-    from rollback_drill.targets.cluster import api_client  # noqa: PLC0415 - avoid a cycle at import
-
     api = api_client(kubeconfig)
     try:
         core = client.CoreV1Api(api)
         if fake_nodes:
             _add_fake_nodes(core)
         for name in DRILL_NAMESPACES:
-            try:
+            with suppress_conflict():
                 core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
 
         def default_service_accounts() -> bool:
             for namespace in ("default", *DRILL_NAMESPACES):

@@ -34,6 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from rollback_drill.config import KubernetesNames
 from rollback_drill.errors import InputError, UnsafeTarget
 from rollback_drill.kube.access import service_account_client
+from rollback_drill.kube.conflict import create_or_replace
 from rollback_drill.kube.lock import LEASE_NAME
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.timing.wait import wait_until
@@ -127,16 +128,6 @@ def drill_identity_manifests(names: KubernetesNames) -> list[dict[str, Any]]:
     return manifests
 
 
-def _create_or_replace(create: Callable[[], object], replace: Callable[[], object] | None) -> None:
-    try:
-        create()
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        if replace is not None:
-            replace()
-
-
 _Write = Callable[[dict[str, Any]], object]
 
 
@@ -191,7 +182,7 @@ def ensure_drill_identity(api: client.ApiClient, namespaces: KubernetesNames, *,
         namespace = manifest["metadata"].get("namespace")
         create, replace = writers[manifest["kind"]]
         try:
-            _create_or_replace(partial(create, manifest), partial(replace, manifest) if replace else None)
+            create_or_replace(partial(create, manifest), partial(replace, manifest) if replace else None)
         except ApiException as exc:
             if exc.status == 404:
                 raise InputError(

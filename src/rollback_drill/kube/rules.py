@@ -7,6 +7,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rollback_drill.kube.conflict import suppress_conflict
 from rollback_drill.kube.objects import as_dict
 
 GROUP = "monitoring.coreos.com"
@@ -40,11 +41,8 @@ class PrometheusRules:
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or replace what is there (keeping nothing of the old object but its resourceVersion)."""
-        try:
+        with suppress_conflict():
             return self.create(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
         name = body["metadata"]["name"]
         current = self.get(name)
         fresh = {**body, "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}

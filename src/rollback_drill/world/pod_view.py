@@ -18,6 +18,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from rollback_drill.targets.cluster import api_client
 from rollback_drill.world.manifests import parse_allowlist
 
 
@@ -146,7 +147,5 @@ def cluster_view(
     kubeconfig: str, namespace: str = "production", selector: str = "app=flowengine", container: str = "flowengine"
 ) -> Callable[[], ServingView]:
     """The simulator's allowlist source when it runs as its own process (``--allowlist-source`` MODULE:FACTORY)."""
-    from rollback_drill.targets.cluster import api_client  # noqa: PLC0415 - world → targets, only for this factory
-
     watcher = PodWatcher(lambda: api_client(kubeconfig), namespace, selector, container).start()
     return watcher.view

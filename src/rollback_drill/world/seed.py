@@ -7,7 +7,6 @@ target: there the world is the real one, and the drill only checks it
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -18,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError, UnsafeTarget
 from rollback_drill.flowengine.simulator import clear_shared_injections
+from rollback_drill.kube.conflict import create_or_replace, suppress_conflict
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
@@ -55,11 +55,8 @@ def ensure_crd(api: client.ApiClient) -> None:
     crd = manifests.prometheus_rule_crd()
     ext = client.ApiextensionsV1Api(api)
     name = crd["metadata"]["name"]
-    try:
+    with suppress_conflict():
         ext.create_custom_resource_definition(crd)  # type: ignore[arg-type]
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
 
     def established() -> bool:
         current = ext.read_custom_resource_definition(name)
@@ -85,29 +82,9 @@ def _rules_served(api: client.ApiClient) -> bool:
     return True
 
 
-def _create_or_replace(create: Callable[[], object], replace: Callable[[], object]) -> None:
-    """Create; on 409 Conflict (it exists) replace it, so seeding twice gives the same world."""
-    try:
-        create()
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        replace()
-
-
 def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
     with suppress_conflict():
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-
-class suppress_conflict:  # noqa: N801 - used like contextlib.suppress
-    """Ignore 409 Conflict (already exists); let every other API error through."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
-        return isinstance(exc, ApiException) and exc.status == 409
 
 
 def _prepare_pods(
@@ -123,7 +100,7 @@ def _prepare_pods(
     names = config.kubernetes
     for namespace in (names.namespace, names.staging_namespace):
         secret = manifests.taskdb_secret(namespace, runtime, dsn)
-        _create_or_replace(
+        create_or_replace(
             partial(core.create_namespaced_secret, namespace, cast("Any", secret)),
             partial(core.replace_namespaced_secret, runtime.dsn_secret, namespace, cast("Any", secret)),
         )
@@ -187,12 +164,12 @@ def seed_world(
         _prepare_pods(core, config, phase, taskdb, runtime=runtime, dsn=pod_taskdb_dsn)
     for namespace in (names.namespace, names.staging_namespace):
         body = manifests.flowengine_deployment(config, phase, namespace, runtime)
-        _create_or_replace(
+        create_or_replace(
             partial(apps.create_namespaced_deployment, namespace, cast("Any", body)),
             partial(apps.replace_namespaced_deployment, names.deployment, namespace, cast("Any", body)),
         )
     cm = manifests.repo_config_map(config, phase, names.namespace)
-    _create_or_replace(
+    create_or_replace(
         partial(core.create_namespaced_config_map, names.namespace, cast("Any", cm)),
         partial(core.replace_namespaced_config_map, names.configmap, names.namespace, cast("Any", cm)),
     )
