@@ -17,13 +17,9 @@ import pytest
 
 from rollback_drill.errors import InputError
 from rollback_drill.evidence import EVIDENCE_NAME, TIMELINE_NAME, Recorder, Redactor, validate_evidence
-from rollback_drill.evidence.bundle import (
-    MANIFEST_NAME,
-    finalize_bundle,
-    scan_for_secrets,
-    seal,
-    verify,
-)
+from rollback_drill.evidence.bundle import MANIFEST_NAME, check_files, scan_for_secrets, seal
+from rollback_drill.evidence.finalize import finalize_bundle
+from rollback_drill.evidence.verify import verify
 from rollback_drill.timing.clock import FakeClock
 
 START = datetime(2026, 3, 2, 14, 5, 9, tzinfo=UTC)
@@ -101,6 +97,19 @@ def test_a_finalized_bundle_verifies(bundle):
     assert report.files_checked == len(SEALED_FILES)
     assert report.drill_id == bundle.name
     assert report.verdict == "pass"
+
+
+def test_checking_the_files_finds_what_verify_finds_but_reads_no_approval(bundle):
+    (bundle / "approvals").mkdir()
+    (bundle / "approvals" / "sre-lead-nobody.json").write_text("{}", encoding="utf-8")
+    flip_one_byte(bundle / "rca.md")
+    files = check_files(bundle)
+    report = verify(bundle, allowed_signers=None)
+    assert files.problems == tuple(p for p in report.problems if p.kind != "approval")
+    assert named(files, "changed") == {"rca.md"}
+    assert named(report, "approval") == {"approvals/sre-lead-nobody.json"}
+    assert (files.drill_id, files.verdict, files.files_checked) == (bundle.name, "pass", len(SEALED_FILES))
+    assert files.manifest_bytes == (bundle / MANIFEST_NAME).read_bytes()
 
 
 def test_the_manifest_is_sorted_sha256sum_lines_over_every_file_but_itself_and_approvals(bundle):

@@ -25,9 +25,10 @@ import pytest
 
 from gameday_script import Team, read_env_file
 from rollback_drill import environment
-from rollback_drill.evidence.bundle import load_evidence, verify
+from rollback_drill.evidence.bundle import load_evidence
 from rollback_drill.evidence.history import HistoryEntry
 from rollback_drill.evidence.recorder import Recorder
+from rollback_drill.evidence.verify import verify
 from rollback_drill.gameday import compare_with_history
 from rollback_drill.gameday.plan import STEP_IDS
 from rollback_drill.gameday.session import ENV_FILE_NAME, _Session

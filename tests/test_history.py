@@ -18,8 +18,8 @@ import pytest
 from rollback_drill.config import Drills, load_config
 from rollback_drill.errors import InputError
 from rollback_drill.evidence import Recorder, Redactor
-from rollback_drill.evidence.bundle import finalize_bundle
 from rollback_drill.evidence.cli import add_commands
+from rollback_drill.evidence.finalize import finalize_bundle
 from rollback_drill.evidence.history import (
     PILOT_BASELINE_S,
     HistoryEntry,

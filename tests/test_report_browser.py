@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.evidence import Recorder, Redactor
-from rollback_drill.evidence.bundle import MANIFEST_NAME, finalize_bundle, seal, verify
+from rollback_drill.evidence.bundle import MANIFEST_NAME, seal
+from rollback_drill.evidence.finalize import finalize_bundle
+from rollback_drill.evidence.verify import verify
 from rollback_drill.timing.clock import FakeClock
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

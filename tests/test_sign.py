@@ -17,9 +17,11 @@ import pytest
 
 from rollback_drill.errors import InputError, VerificationFailed
 from rollback_drill.evidence import Recorder, Redactor
-from rollback_drill.evidence.bundle import MANIFEST_NAME, finalize_bundle, seal, verify
+from rollback_drill.evidence.bundle import MANIFEST_NAME, seal
 from rollback_drill.evidence.cli import add_commands
+from rollback_drill.evidence.finalize import finalize_bundle
 from rollback_drill.evidence.sign import NAMESPACE, ROLES, sign
+from rollback_drill.evidence.verify import verify
 from rollback_drill.timing.clock import FakeClock
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (OpenSSH) is not installed")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.environment import state_path
-from rollback_drill.evidence.bundle import verify
+from rollback_drill.evidence.verify import verify
 
 from .drills import interrupt_when_started, timeline
 

@@ -1,6 +1,6 @@
 # Copyright 2026 The rollback-drill authors
 # SPDX-License-Identifier: Apache-2.0
-"""The evidence bundle: sealing it with a manifest, verifying it, and finalizing a drill.
+"""The evidence bundle's files: sealing them with a manifest, checking them against it, masking secrets.
 
 A sealed bundle ``reports/<drill_id>/`` holds
 
@@ -15,6 +15,9 @@ A sealed bundle ``reports/<drill_id>/`` holds
 
 ``evidence.json``'s ``artifacts`` lists every file of the manifest except evidence.json
 itself (a file cannot carry its own hash); the manifest carries evidence.json's.
+
+The renderers (``report``, ``rca``), the approvals (``sign``) and the history build on this
+module; ``verify`` (files and approvals) and ``finalize`` (the end of a drill) build on them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
@@ -60,80 +63,15 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class ApprovalCheck:
-    """What verifying one file of ``approvals/`` found."""
+class FilesCheck:
+    """What checking a sealed bundle's files against its manifest found; approvals are ``evidence.verify``'s."""
 
-    file: str
-    role: str | None
-    name: str | None
-    signed_at: str | None
-    manifest_sha256: str | None
-    key_fingerprint: str | None
-    principal: str | None
-    """The allowed-signers principal the signature verified as; None when identity was not checked."""
-    identity_checked: bool
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The result of ``verify``: every problem found, and every approval checked."""
-
-    bundle_dir: Path
+    manifest_bytes: bytes
     drill_id: str | None
     verdict: str | None
-    manifest_sha256: str
     files_checked: int
+    """Entries of the manifest."""
     problems: tuple[Problem, ...]
-    approvals: tuple[ApprovalCheck, ...] = ()
-    identity_checked: bool = False
-    """True when approvals were verified against an allowed-signers file."""
-    roles: tuple[str, ...] = field(default=())
-    """The roles whose approval the runbook asks for."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def approved_roles(self) -> tuple[str, ...]:
-        approved = {a.role for a in self.approvals if a.ok and a.role}
-        return tuple(role for role in self.roles if role in approved)
-
-    @property
-    def missing_roles(self) -> tuple[str, ...]:
-        approved = set(self.approved_roles)
-        return tuple(role for role in self.roles if role not in approved)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "bundle": str(self.bundle_dir),
-            "drill_id": self.drill_id,
-            "verdict": self.verdict,
-            "ok": self.ok,
-            "manifest_sha256": self.manifest_sha256,
-            "files_checked": self.files_checked,
-            "problems": [{"kind": p.kind, "path": p.path, "detail": p.detail} for p in self.problems],
-            "identity_checked": self.identity_checked,
-            "approvals": [
-                {
-                    "file": a.file,
-                    "role": a.role,
-                    "name": a.name,
-                    "signed_at": a.signed_at,
-                    "manifest_sha256": a.manifest_sha256,
-                    "key_fingerprint": a.key_fingerprint,
-                    "principal": a.principal,
-                    "identity_checked": a.identity_checked,
-                    "ok": a.ok,
-                    "detail": a.detail,
-                }
-                for a in self.approvals
-            ],
-            "approved_roles": list(self.approved_roles),
-            "missing_roles": list(self.missing_roles),
-        }
 
 
 # -- files ------------------------------------------------------------------------
@@ -349,28 +287,16 @@ def _manifest_diff(old: bytes | None, new: bytes) -> list[str]:
     return [path for path in before.keys() | after.keys() if before.get(path) != after.get(path)]
 
 
-# -- verifying --------------------------------------------------------------------
+# -- checking the files --------------------------------------------------------
 
 
-def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
-    """Recompute every hash, validate evidence.json and check the approvals.
+def check_files(bundle_dir: Path) -> FilesCheck:
+    """Recompute every hash of a sealed bundle and validate evidence.json (approvals aside).
 
     Raises InputError when ``bundle_dir`` is not a sealed bundle (no evidence.json or no
-    manifest) or ``allowed_signers`` cannot be read. Everything else is a ``Problem`` in
-    the report: each missing, extra or changed file is named.
-
-    With ``allowed_signers`` every approval must verify (``ssh-keygen -Y verify``) as a
-    principal of that file; without it, signatures are checked against the key they carry
-    (``ssh-keygen -Y check-novalidate``), which proves integrity but not identity.
+    manifest). Everything else is a ``Problem``: each missing, extra or changed file is named.
     """
-    from rollback_drill.evidence.sign import ROLES, check_approvals  # noqa: PLC0415 - sign builds on this module
-
     bundle_dir = require_bundle(bundle_dir, sealed=True)
-    if allowed_signers is not None and not Path(allowed_signers).is_file():
-        raise InputError(
-            f"--allowed-signers {allowed_signers} is not a readable file; "
-            "write one line per signer: '<principal> <key type> <public key>' (see ssh-keygen(1), ALLOWED SIGNERS)"
-        )
     manifest_bytes = (bundle_dir / MANIFEST_NAME).read_bytes()
     entries, problems = parse_manifest(manifest_bytes.decode("utf-8", errors="replace"))
 
@@ -392,22 +318,12 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
             sizes[relative] = size  # sizes are compared with the artifacts only where the content is as sealed
 
     drill_id, verdict, evidence_problems = _check_evidence(bundle_dir, entries, sizes)
-    problems += evidence_problems
-
-    approvals = check_approvals(
-        bundle_dir, manifest_bytes=manifest_bytes, drill_id=drill_id, allowed_signers=allowed_signers
-    )
-    problems += [Problem("approval", a.file, a.detail) for a in approvals if not a.ok]
-    return VerifyReport(
-        bundle_dir=bundle_dir,
+    return FilesCheck(
+        manifest_bytes=manifest_bytes,
         drill_id=drill_id,
         verdict=verdict,
-        manifest_sha256=sha256_bytes(manifest_bytes),
         files_checked=len(entries),
-        problems=tuple(problems),
-        approvals=tuple(approvals),
-        identity_checked=allowed_signers is not None,
-        roles=ROLES,
+        problems=(*problems, *evidence_problems),
     )
 
 
@@ -486,7 +402,7 @@ def scan_for_secrets(bundle_dir: Path, *, redactor: Redactor | None = None) -> l
     return found
 
 
-def _mask_secrets_in_place(bundle_dir: Path, redactor: Redactor) -> tuple[list[dict[str, Any]], set[str]]:
+def mask_secrets_in_place(bundle_dir: Path, redactor: Redactor) -> tuple[list[dict[str, Any]], set[str]]:
     """The safety net before sealing: text files that still hold something the redactor
     masks are rewritten through it; binary ones are only reported. Returns the warnings
     and the binary files reported."""
@@ -540,54 +456,10 @@ def _mask_evidence(path: Path, text: str, redactor: Redactor) -> None:
     write_atomic(path, data)
 
 
-def _add_warnings(bundle_dir: Path, warnings: list[dict[str, Any]], redactor: Redactor) -> None:
+def add_warnings(bundle_dir: Path, warnings: list[dict[str, Any]], redactor: Redactor) -> None:
     if not warnings:
         return
     doc = load_evidence(bundle_dir)
     existing = doc.get("warnings")
     doc["warnings"] = [*(existing if isinstance(existing, list) else []), *warnings]
     write_atomic(bundle_dir / EVIDENCE_NAME, evidence_bytes(doc, redactor))
-
-
-# -- the end of a drill -------------------------------------------------------------
-
-
-def finalize_bundle(
-    bundle_dir: Path,
-    *,
-    redactor: Redactor | None = None,
-    history_file: Path | None = None,
-) -> Path:
-    """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
-    secret left in the bundle, render ``report.html`` and ``rca.md``, seal the manifest,
-    and append the drill to the history. Returns the manifest's path.
-
-    Works on an aborted bundle too (a drill killed mid-way, evidence.json with verdict
-    ``aborted``): the result still verifies. ``history_file`` defaults to
-    ``$XDG_STATE_HOME/rollback-drill/history.jsonl``.
-    """
-    # These modules build on this one; importing them here keeps the import graph acyclic.
-    from rollback_drill.evidence.history import append_history  # noqa: PLC0415
-    from rollback_drill.evidence.rca import render_rca  # noqa: PLC0415
-    from rollback_drill.evidence.report import render_report  # noqa: PLC0415
-
-    bundle_dir = require_bundle(bundle_dir)
-    redactor = redactor if redactor is not None else REDACTOR
-    if has_approvals(bundle_dir):
-        raise InputError(
-            f"bundle {bundle_dir} is already signed; finalizing it again would void the signatures. "
-            "Use `rollback-drill evidence verify` to check it"
-        )
-    warnings, binary = _mask_secrets_in_place(bundle_dir, redactor)
-    _add_warnings(bundle_dir, warnings, redactor)
-    render_report(bundle_dir, redactor=redactor)
-    render_rca(bundle_dir, redactor=redactor)
-    manifest = seal(bundle_dir, redactor=redactor)
-    leaks = [relative for relative in scan_for_secrets(bundle_dir, redactor=redactor) if relative not in binary]
-    if leaks:
-        # Cannot happen unless a renderer bypassed the redactor; never hand such a bundle on silently.
-        raise DrillError(
-            f"bundle {bundle_dir} still holds a secret in {', '.join(leaks)} after sealing; do not share it"
-        )
-    append_history(bundle_dir, redactor=redactor, history_file=history_file)
-    return manifest

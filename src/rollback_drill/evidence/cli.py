@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollback_drill.config import load_config
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import (
-    MANIFEST_NAME,
-    VerifyReport,
-    has_approvals,
-    require_bundle,
-    seal,
-    verify,
-)
+from rollback_drill.evidence.bundle import MANIFEST_NAME, has_approvals, require_bundle, seal
 from rollback_drill.evidence.history import (
     DEFAULT_SLOWER_THAN_MEDIAN_PCT,
     PILOT_BASELINE_S,
@@ -39,6 +32,7 @@ from rollback_drill.evidence.redact import redact_text
 from rollback_drill.evidence.report import render_report
 from rollback_drill.evidence.schedule import ScheduleStatus, schedule_status
 from rollback_drill.evidence.sign import ROLES, sign
+from rollback_drill.evidence.verify import VerifyReport, verify
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001 - argparse's own type for add_subparsers()

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import VerifyReport, verify
 from rollback_drill.evidence.history import HistoryEntry
 from rollback_drill.evidence.sign import ROLES
+from rollback_drill.evidence.verify import VerifyReport, verify
 
 PRE_PHASE_DRILLS: Final = ((6, "pre_phase_6"), (7, "pre_phase_7"))
 

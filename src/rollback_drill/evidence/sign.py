@@ -40,11 +40,10 @@ from rollback_drill.errors import InputError, ToolchainError, VerificationFailed
 from rollback_drill.evidence.bundle import (
     APPROVALS_DIR,
     MANIFEST_NAME,
-    ApprovalCheck,
+    check_files,
     load_evidence,
     require_bundle,
     sha256_bytes,
-    verify,
     write_atomic,
 )
 from rollback_drill.evidence.recorder import format_utc
@@ -116,6 +115,23 @@ def approval_statement(*, drill_id: str, role: str, name: str, signed_at: str, m
         f"manifest: {MANIFEST_NAME}\n"
         f"manifest_sha256: {manifest_sha256}\n"
     )
+
+
+@dataclass(frozen=True)
+class ApprovalCheck:
+    """What verifying one file of ``approvals/`` found."""
+
+    file: str
+    role: str | None
+    name: str | None
+    signed_at: str | None
+    manifest_sha256: str | None
+    key_fingerprint: str | None
+    principal: str | None
+    """The allowed-signers principal the signature verified as; None when identity was not checked."""
+    identity_checked: bool
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -305,8 +321,7 @@ def sign(
     if not key.is_file():
         raise InputError(f"--key {key} is not a file; pass an OpenSSH private key (or its .pub with ssh-agent)")
 
-    report = verify(bundle_dir, allowed_signers=None)
-    broken = [p for p in report.problems if p.kind != "approval"]
+    broken = check_files(bundle_dir).problems
     if broken:
         raise VerificationFailed(
             f"bundle {bundle_dir} does not match its manifest ({'; '.join(map(str, broken[:5]))}); it cannot be signed"

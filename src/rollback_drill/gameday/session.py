@@ -27,7 +27,8 @@ from typing import IO, Any
 from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.environment import EnvironmentState
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import finalize_bundle, load_evidence
+from rollback_drill.evidence.bundle import load_evidence
+from rollback_drill.evidence.finalize import finalize_bundle
 from rollback_drill.evidence.history import HistoryEntry, load_history
 from rollback_drill.evidence.recorder import Recorder, format_utc
 from rollback_drill.evidence.redact import add_secret

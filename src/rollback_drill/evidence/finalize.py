@@ -1,0 +1,59 @@
+# Copyright 2026 The rollback-drill authors
+# SPDX-License-Identifier: Apache-2.0
+"""The end of a drill: mask what slipped past the redactor, render the report and the RCA, seal, and
+append the drill to the history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollback_drill.errors import DrillError, InputError
+from rollback_drill.evidence.bundle import (
+    add_warnings,
+    has_approvals,
+    mask_secrets_in_place,
+    require_bundle,
+    scan_for_secrets,
+    seal,
+)
+from rollback_drill.evidence.history import append_history
+from rollback_drill.evidence.rca import render_rca
+from rollback_drill.evidence.redact import REDACTOR, Redactor
+from rollback_drill.evidence.report import render_report
+
+
+def finalize_bundle(
+    bundle_dir: Path,
+    *,
+    redactor: Redactor | None = None,
+    history_file: Path | None = None,
+) -> Path:
+    """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
+    secret left in the bundle, render ``report.html`` and ``rca.md``, seal the manifest,
+    and append the drill to the history. Returns the manifest's path.
+
+    Works on an aborted bundle too (a drill killed mid-way, evidence.json with verdict
+    ``aborted``): the result still verifies. ``history_file`` defaults to
+    ``$XDG_STATE_HOME/rollback-drill/history.jsonl``.
+    """
+    bundle_dir = require_bundle(bundle_dir)
+    redactor = redactor if redactor is not None else REDACTOR
+    if has_approvals(bundle_dir):
+        raise InputError(
+            f"bundle {bundle_dir} is already signed; finalizing it again would void the signatures. "
+            "Use `rollback-drill evidence verify` to check it"
+        )
+    warnings, binary = mask_secrets_in_place(bundle_dir, redactor)
+    add_warnings(bundle_dir, warnings, redactor)
+    render_report(bundle_dir, redactor=redactor)
+    render_rca(bundle_dir, redactor=redactor)
+    manifest = seal(bundle_dir, redactor=redactor)
+    leaks = [relative for relative in scan_for_secrets(bundle_dir, redactor=redactor) if relative not in binary]
+    if leaks:
+        # Cannot happen unless a renderer bypassed the redactor; never hand such a bundle on silently.
+        raise DrillError(
+            f"bundle {bundle_dir} still holds a secret in {', '.join(leaks)} after sealing; do not share it"
+        )
+    append_history(bundle_dir, redactor=redactor, history_file=history_file)
+    return manifest

@@ -1,0 +1,111 @@
+# Copyright 2026 The rollback-drill authors
+# SPDX-License-Identifier: Apache-2.0
+"""Verifying a sealed bundle: its files against the manifest, and every approval against the manifest.
+
+``evidence verify``, the drill schedule and the tests read a ``VerifyReport``; signing
+itself checks only the files (``bundle.check_files``), since approvals are what it adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollback_drill.errors import InputError
+from rollback_drill.evidence.bundle import Problem, check_files, require_bundle, sha256_bytes
+from rollback_drill.evidence.sign import ROLES, ApprovalCheck, check_approvals
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of ``verify``: every problem found, and every approval checked."""
+
+    bundle_dir: Path
+    drill_id: str | None
+    verdict: str | None
+    manifest_sha256: str
+    files_checked: int
+    problems: tuple[Problem, ...]
+    approvals: tuple[ApprovalCheck, ...] = ()
+    identity_checked: bool = False
+    """True when approvals were verified against an allowed-signers file."""
+    roles: tuple[str, ...] = field(default=())
+    """The roles whose approval the runbook asks for."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def approved_roles(self) -> tuple[str, ...]:
+        approved = {a.role for a in self.approvals if a.ok and a.role}
+        return tuple(role for role in self.roles if role in approved)
+
+    @property
+    def missing_roles(self) -> tuple[str, ...]:
+        approved = set(self.approved_roles)
+        return tuple(role for role in self.roles if role not in approved)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.bundle_dir),
+            "drill_id": self.drill_id,
+            "verdict": self.verdict,
+            "ok": self.ok,
+            "manifest_sha256": self.manifest_sha256,
+            "files_checked": self.files_checked,
+            "problems": [{"kind": p.kind, "path": p.path, "detail": p.detail} for p in self.problems],
+            "identity_checked": self.identity_checked,
+            "approvals": [
+                {
+                    "file": a.file,
+                    "role": a.role,
+                    "name": a.name,
+                    "signed_at": a.signed_at,
+                    "manifest_sha256": a.manifest_sha256,
+                    "key_fingerprint": a.key_fingerprint,
+                    "principal": a.principal,
+                    "identity_checked": a.identity_checked,
+                    "ok": a.ok,
+                    "detail": a.detail,
+                }
+                for a in self.approvals
+            ],
+            "approved_roles": list(self.approved_roles),
+            "missing_roles": list(self.missing_roles),
+        }
+
+
+def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
+    """Recompute every hash, validate evidence.json and check the approvals.
+
+    Raises InputError when ``bundle_dir`` is not a sealed bundle (no evidence.json or no
+    manifest) or ``allowed_signers`` cannot be read. Everything else is a ``Problem`` in
+    the report: each missing, extra or changed file is named.
+
+    With ``allowed_signers`` every approval must verify (``ssh-keygen -Y verify``) as a
+    principal of that file; without it, signatures are checked against the key they carry
+    (``ssh-keygen -Y check-novalidate``), which proves integrity but not identity.
+    """
+    bundle_dir = require_bundle(bundle_dir, sealed=True)
+    if allowed_signers is not None and not Path(allowed_signers).is_file():
+        raise InputError(
+            f"--allowed-signers {allowed_signers} is not a readable file; "
+            "write one line per signer: '<principal> <key type> <public key>' (see ssh-keygen(1), ALLOWED SIGNERS)"
+        )
+    files = check_files(bundle_dir)
+    approvals = check_approvals(
+        bundle_dir, manifest_bytes=files.manifest_bytes, drill_id=files.drill_id, allowed_signers=allowed_signers
+    )
+    return VerifyReport(
+        bundle_dir=bundle_dir,
+        drill_id=files.drill_id,
+        verdict=files.verdict,
+        manifest_sha256=sha256_bytes(files.manifest_bytes),
+        files_checked=files.files_checked,
+        problems=(*files.problems, *(Problem("approval", a.file, a.detail) for a in approvals if not a.ok)),
+        approvals=tuple(approvals),
+        identity_checked=allowed_signers is not None,
+        roles=ROLES,
+    )
