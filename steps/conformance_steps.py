@@ -11,8 +11,9 @@ from kubernetes.client.exceptions import ApiException
 from pytest_bdd import given, parsers, then, when
 
 from rollback_drill.conformance.bundle import CONFORMANCE_NAME, write_bundle
-from rollback_drill.conformance.parser import parse_runbook
-from rollback_drill.conformance.run import STATUSES, default_runbook_path, run_conformance
+from rollback_drill.conformance.report import STATUSES
+from rollback_drill.conformance.run import run_conformance
+from rollback_drill.conformance.runbook import default_runbook_path, parse_runbook
 from rollback_drill.environment import EnvironmentState
 from rollback_drill.errors import UnsafeTarget
 from rollback_drill.targets.cluster import api_client

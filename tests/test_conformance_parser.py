@@ -1,4 +1,4 @@
-"""Reading runbooks (rollback_drill.conformance.parser) and reading their expectations (.expect): no cluster needed."""
+"""Reading runbooks (rollback_drill.conformance.runbook) and reading their expectations (.expect): no cluster needed."""
 
 from __future__ import annotations
 
@@ -8,17 +8,11 @@ from textwrap import dedent
 import pytest
 
 from rollback_drill.conformance.expect import check_item, compare_value
-from rollback_drill.conformance.parser import (
-    Expectation,
-    RunbookParseError,
-    analyse,
-    completeness,
-    join_continuations,
-    parse_runbook,
-    read_kubectl,
-    unquote,
-)
-from rollback_drill.conformance.run import default_runbook_path, find_jsonpath
+from rollback_drill.conformance.kubectl import read_kubectl
+from rollback_drill.conformance.lexer import completeness, join_continuations, unquote
+from rollback_drill.conformance.proposals import find_jsonpath
+from rollback_drill.conformance.runbook import Expectation, RunbookParseError, default_runbook_path, parse_runbook
+from rollback_drill.conformance.shell import analyse
 from rollback_drill.conformance.standins import parse_duration_s
 from rollback_drill.evidence.bundle import load_evidence
 from rollback_drill.evidence.recorder import Recorder

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from rollback_drill.config import DrillConfig
-from rollback_drill.conformance.run import ConformanceReport
+from rollback_drill.conformance.report import ConformanceReport
 from rollback_drill.evidence.bundle import seal
 from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.evidence.redact import redact

@@ -18,15 +18,9 @@ from typing import TYPE_CHECKING, Final
 from rollback_drill import environment
 from rollback_drill.config import load_config
 from rollback_drill.conformance.bundle import ConformanceFiles, write_bundle
-from rollback_drill.conformance.parser import parse_runbook
-from rollback_drill.conformance.run import (
-    DEFAULT_INCIDENT,
-    STATUSES,
-    CommandResult,
-    ConformanceReport,
-    default_runbook_path,
-    run_conformance,
-)
+from rollback_drill.conformance.report import STATUSES, CommandResult, ConformanceReport
+from rollback_drill.conformance.run import DEFAULT_INCIDENT, run_conformance
+from rollback_drill.conformance.runbook import default_runbook_path, parse_runbook
 from rollback_drill.errors import InputError
 from rollback_drill.evidence.redact import redact, redact_text
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from rollback_drill.conformance.parser import Expectation
+from rollback_drill.conformance.runbook import Expectation
 
 _PODS: Final = re.compile(
     r"^(?P<running>\d+)\s*/\s*(?P<total>\d+)\s+Running\b(?:\s*,\s*(?P<restarts>\d+)\s+restarts?\b.*)?$", re.IGNORECASE

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from rollback_drill.conformance.parser import parse_runbook
+from rollback_drill.conformance.runbook import parse_runbook
 from rollback_drill.runbook.drill import RUNBOOK_FILE
 
 

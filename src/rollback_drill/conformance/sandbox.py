@@ -1,0 +1,239 @@
+"""Where and how a runbook command is executed: the one place in the conformance run that starts processes.
+
+A sandbox is a directory of one run:
+
+- ``bin/``: ``kubectl`` aimed at the drill cluster only (and journaling every call it makes), the
+  stand-ins (run as ``python -m rollback_drill.conformance.standins NAME``), and ``psql``/``pg_dump``
+  matching the TaskDB's server;
+- ``tools/``: the host programs a runbook command may pipe through, linked in one by one; with
+  ``bin/`` the whole PATH, so nothing else on the host can be run by name;
+- ``tmp/`` (what the runbook's ``/tmp/`` is), ``home/`` (the working directory), ``state/`` (what a
+  command leaves for the next one) and ``kubectl-journal/``.
+
+``run_in_sandbox(script, sandbox, env, timeout_s, journal=...)`` runs one script in its own
+``bash`` (``set -o pipefail``, no profile) in its own process group, kills the group when the time
+limit passes, and returns the redacted output and the kubectl calls it made. Replacing these
+directories and the PATH by a namespace sandbox (bubblewrap: a read-only root, a private /tmp)
+changes this module only; ``rewrite_paths`` then has nothing left to rewrite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from rollback_drill.conformance.kubectl import KubectlInvocation
+from rollback_drill.evidence.redact import redact_text
+
+OUTPUT_LIMIT: Final = 20_000
+"""Characters of a command's stdout and stderr kept."""
+TIMED_OUT_EXIT_CODE: Final = 124
+"""What ``timeout(1)`` exits with, for a command the sandbox stopped."""
+STATE_VARIABLE: Final = "RB_CONF_STATE"
+"""The environment variable naming the directory a command leaves state in for the next one."""
+JOURNAL_VARIABLE: Final = "RB_CONF_KUBECTL_JOURNAL"
+"""The environment variable naming the directory the kubectl wrapper journals into."""
+STANDINS_MODULE: Final = "rollback_drill.conformance.standins"
+TASKDB_TOOLS: Final = ("psql", "pg_dump")
+_BASH_BUILTINS: Final = frozenset({"[", "test", "true", "false", "echo", "printf"})
+"""Host programs not linked in: bash's own builtins answer first."""
+_TMP: Final = re.compile(r"(?<![\w./-])/tmp/")
+_PG_MAJOR: Final = re.compile(r"(\d+)\.\d+")
+
+
+@dataclass(frozen=True)
+class SandboxTools:
+    """What a sandbox's PATH holds."""
+
+    kubectl: Path
+    """The Go-built kubectl."""
+    kubeconfig: str
+    """The drill cluster's kubeconfig: every kubectl call of the sandbox uses it, and no other."""
+    standins: tuple[str, ...]
+    """Programs played by ``rollback_drill.conformance.standins`` (``blocks``, ``slack-cli``, ...)."""
+    host_programs: frozenset[str]
+    """Host programs a command may run by name (the allowlist); missing ones are left out."""
+    taskdb_server_major: int | None = None
+    """The TaskDB's PostgreSQL major version: a ``pg_dump`` of another major refuses to dump it."""
+    taskdb_container_id: str | None = None
+    """The TaskDB's container, whose own ``pg_dump`` serves when the host has none of the server's major."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The directories of one run's sandbox (see the module's docstring)."""
+
+    root: Path
+    bash: str
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def tools(self) -> Path:
+        return self.root / "tools"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "kubectl-journal"
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How one script ended in the sandbox."""
+
+    exit_code: int
+    """``TIMED_OUT_EXIT_CODE`` when the sandbox stopped it."""
+    stdout: str
+    """Redacted, at most ``OUTPUT_LIMIT`` characters."""
+    stderr: str
+    elapsed_s: float
+    timed_out: bool
+    kubectl: tuple[KubectlInvocation, ...] = ()
+    """The kubectl calls it made, in order (arguments redacted)."""
+
+
+def prepare_sandbox(work_dir: Path, tools: SandboxTools) -> Sandbox:
+    """The sandbox's directories under ``work_dir``, with its PATH written."""
+    sandbox = Sandbox(work_dir, shutil.which("bash") or "/bin/bash")
+    for directory in (sandbox.bin, sandbox.tools, sandbox.tmp, sandbox.home, sandbox.state, sandbox.journal):
+        directory.mkdir(parents=True, exist_ok=True)
+    real, kubeconfig = shlex.quote(str(tools.kubectl)), shlex.quote(tools.kubeconfig)
+    _script(
+        sandbox,
+        "kubectl",
+        "#!/bin/bash\n# rollback-drill conformance: the runbook's kubectl, aimed at the drill cluster only.\n"
+        f'{real} --kubeconfig={kubeconfig} "$@"\n__rc=$?\n'
+        f'if [ -n "${JOURNAL_VARIABLE}" ]; then\n'
+        f'  printf \'%s\\0\' "$__rc" "$@" > "${JOURNAL_VARIABLE}/${{EPOCHREALTIME/./}}.$$.$RANDOM"\nfi\n'
+        'exit "$__rc"\n',
+    )
+    python = shlex.quote(sys.executable)
+    for tool in tools.standins:
+        _script(sandbox, tool, f'#!/bin/sh\nexec {python} -m {STANDINS_MODULE} {tool} "$@"\n')
+    for tool in TASKDB_TOOLS:
+        _script(sandbox, tool, _taskdb_tool(tool, tools))
+    for name in sorted(tools.host_programs - _BASH_BUILTINS):
+        found = shutil.which(name)
+        if found and not (sandbox.tools / name).exists():
+            (sandbox.tools / name).symlink_to(found)
+    return sandbox
+
+
+def _script(sandbox: Sandbox, name: str, text: str) -> None:
+    path = sandbox.bin / name
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def _taskdb_tool(tool: str, tools: SandboxTools) -> str:
+    host = shutil.which(tool)
+    server = tools.taskdb_server_major
+    if host and (tool == "psql" or server is None or _tool_major(host) == server):
+        return f'#!/bin/sh\nexec {shlex.quote(host)} "$@"\n'
+    docker = shutil.which("docker")
+    if tools.taskdb_container_id and docker:
+        container = shlex.quote(tools.taskdb_container_id)
+        return (
+            f"#!/bin/sh\nexec {shlex.quote(docker)} exec -i -e PGPASSWORD {container} "
+            f'{tool} -h 127.0.0.1 -p 5432 "$@"\n'
+        )
+    return f"#!/bin/sh\necho '{tool}: no {tool} matching the TaskDB (PostgreSQL {server}) here' >&2\nexit 127\n"
+
+
+def _tool_major(path: str) -> int | None:
+    proc = subprocess.run([path, "--version"], capture_output=True, text=True, check=False, timeout=10)
+    match = _PG_MAJOR.search(proc.stdout)
+    return int(match.group(1)) if match else None
+
+
+def rewrite_paths(text: str, sandbox: Sandbox) -> tuple[str, tuple[str, ...]]:
+    """``text`` with the runbook's ``/tmp/`` made the sandbox's, and what was rewritten (for the report)."""
+    if not _TMP.search(text):
+        return text, ()
+    rewritten = _TMP.sub(f"{sandbox.tmp}/", text)
+    return rewritten, (f"/tmp/ is {sandbox.tmp}/",)  # noqa: S108 - names the runbook's path, does not use it
+
+
+def run_in_sandbox(
+    script: str, sandbox: Sandbox, env: Mapping[str, str], timeout_s: float, *, journal: str
+) -> SandboxResult:
+    """Run ``script`` in bash inside ``sandbox``, with ``env`` on top of the sandbox's own environment.
+
+    ``journal`` names the directory (under ``kubectl-journal/``) its kubectl calls are recorded in.
+    """
+    directory = sandbox.journal / journal
+    directory.mkdir(parents=True, exist_ok=True)
+    source_root = Path(str(resources.files("rollback_drill"))).parent
+    environment = {
+        "PATH": f"{sandbox.bin}:{sandbox.tools}",
+        "HOME": str(sandbox.home),
+        "TMPDIR": str(sandbox.tmp),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "dumb",
+        "PYTHONPATH": str(source_root),
+        STATE_VARIABLE: str(sandbox.state),
+        **env,
+        JOURNAL_VARIABLE: str(directory),
+    }
+    started = time.monotonic()
+    with subprocess.Popen(
+        [sandbox.bash, "--noprofile", "--norc", "-c", f"set -o pipefail\n{script}"],
+        cwd=sandbox.home,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        timed_out = False
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+    return SandboxResult(
+        proc.returncode if not timed_out else TIMED_OUT_EXIT_CODE,
+        redact_text(out.decode("utf-8", "replace"))[:OUTPUT_LIMIT],
+        redact_text(err.decode("utf-8", "replace"))[:OUTPUT_LIMIT],
+        time.monotonic() - started,
+        timed_out,
+        _read_journal(directory),
+    )
+
+
+def _read_journal(directory: Path) -> tuple[KubectlInvocation, ...]:
+    calls = []
+    for entry in sorted(directory.iterdir(), key=lambda p: (int(p.name.split(".")[0]), p.name)):
+        fields = entry.read_bytes().decode("utf-8", "replace").split("\0")[:-1]
+        if fields:
+            calls.append(KubectlInvocation(tuple(redact_text(f) for f in fields[1:]), int(fields[0])))
+    return tuple(calls)
