@@ -30,7 +30,7 @@ from rollback_drill.kube.lock import (
     LeaseRecord,
     break_lock,
     lease_body,
-    refusal,
+    try_to_take,
     wait_renewed,
 )
 from rollback_drill.kube.rbac import (
@@ -83,7 +83,7 @@ def _holds_short_lock(k8s_api, clean_drill_lock, holder, lease_s):
 
 @when(parsers.parse('drill "{holder}" tries to take the drill lock'), target_fixture="lock_refusal")
 def _tries_lock(k8s_api, holder):
-    return refusal(k8s_api, holder)
+    return try_to_take(k8s_api, holder)
 
 
 @when(
@@ -91,7 +91,7 @@ def _tries_lock(k8s_api, holder):
     target_fixture="lock_refusal",
 )
 def _tries_lock_in(k8s_api, holder, namespace):
-    return refusal(k8s_api, holder, namespace=namespace)
+    return try_to_take(k8s_api, holder, namespace=namespace)
 
 
 @then(parsers.parse('it is refused as bad input (exit 2), naming "{holder}", since when, and how to break the lock'))
@@ -197,7 +197,7 @@ def _still_refused_later(k8s_api, held_lock, lease_s, holder):
         timeout_s=lease_s + 2,
         describe=f"the first {lease_s}-second lease period to pass",
     )
-    refused = refusal(k8s_api, holder)
+    refused = try_to_take(k8s_api, holder)
     assert isinstance(refused, LockHeld), f"expected the drill lock to be refused, got {refused!r}"
     assert held_lock.holder in str(refused)
 

@@ -380,7 +380,7 @@ class DrillLock:
 # -- what a second drill, or the person breaking the lock, does ---------------------------
 
 
-def refusal(api: client.ApiClient, holder: str, **lock_options: Any) -> InputError | None:
+def try_to_take(api: client.ApiClient, holder: str, **lock_options: Any) -> InputError | None:
     """Try to take the drill lock as ``holder``: the refusal, or None when it was free (it is given back at once)."""
     lock = DrillLock(api, holder, **lock_options)
     try:
