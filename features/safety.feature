@@ -67,6 +67,7 @@ Feature: Safety: one drill at a time, the least privilege, and no destructive ca
     Given somebody else's cluster, where a FlowEngine world was made by hand
     And a TaskDB at the Phase 6 schema with a pre-rollback backup
     And the runbook aimed at them, with the cluster neither drill-made nor allowlisted
+    Then the drill neither created nor recorded that cluster, and the TaskDB's schema is later than the pilot's
     When each destructive runbook action is tried:
       | action                    |
       | restrict_allowlist        |

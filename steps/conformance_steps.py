@@ -14,7 +14,8 @@ from rollback_drill.conformance.bundle import CONFORMANCE_NAME, write_bundle
 from rollback_drill.conformance.report import STATUSES
 from rollback_drill.conformance.run import run_conformance
 from rollback_drill.conformance.runbook import default_runbook_path, parse_runbook
-from rollback_drill.environment import EnvironmentState
+from rollback_drill.conformance.selection import results_in_section
+from rollback_drill.conformance.unknown_cluster import refusal_on
 from rollback_drill.errors import UnsafeTarget
 from rollback_drill.targets.cluster import api_client
 
@@ -24,16 +25,6 @@ class RunbookCopy:
     path: Path
     line: int
     """The line that was changed."""
-
-
-def _step_1_jsonpath(report):
-    found = [
-        r
-        for r in report.results
-        if r.command.section.startswith("Step 1") and "jsonpath" in r.command.text and "REPO_ALLOW" in r.command.text
-    ]
-    assert len(found) == 1, [r.command.text for r in found]
-    return found[0]
 
 
 # --- running it -----------------------------------------------------------------------------------
@@ -75,18 +66,7 @@ def _run_copy(runbook_copy, drill_env, drill_config, tmp_path, phase):
 
 @when("the conformance run is aimed at it", target_fixture="refusal")
 def _run_outside(outside_cluster, drill_env, tmp_path):
-    pretender = EnvironmentState(
-        name="not-made-by-the-drill",
-        target="local",
-        directory=str(tmp_path),
-        kubeconfig=outside_cluster.kubeconfig,
-        fingerprint=outside_cluster.fingerprint,
-        server_version=outside_cluster.server_version,
-        taskdb=drill_env.taskdb,
-    )
-    with pytest.raises(UnsafeTarget) as refused:
-        run_conformance(default_runbook_path(), pretender, work_dir=tmp_path / "work")
-    return refused.value
+    return refusal_on(outside_cluster, drill_env.taskdb, default_runbook_path(), tmp_path)
 
 
 @when("the conformance report is written into an evidence bundle", target_fixture="conformance_files")
@@ -125,7 +105,9 @@ def _tracked_ran(conformance):
 
 @then(parsers.parse('Step 1\'s jsonpath check of REPO_ALLOWLIST printed "{value}", as the runbook expects'))
 def _step_1_holds(conformance, value):
-    result = _step_1_jsonpath(conformance)
+    found = results_in_section(conformance.results, "Step 1", "jsonpath", "REPO_ALLOW")
+    assert len(found) == 1, [r.command.text for r in found]
+    (result,) = found
     assert result.status == "ok", result.why
     assert result.stdout.strip() == value
     assert [e.holds for e in result.expectations] == [True]
@@ -178,7 +160,7 @@ def _bundle(conformance_files, conformance):
 
 @then("it is refused as an unsafe target, naming the cluster's fingerprint")
 def _refused(refusal, outside_cluster):
-    assert isinstance(refusal, UnsafeTarget)
+    assert isinstance(refusal, UnsafeTarget), f"expected the conformance run to be refused, got {refusal!r}"
     assert outside_cluster.fingerprint in str(refusal)
 
 

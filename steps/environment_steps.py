@@ -8,7 +8,7 @@ from pytest_bdd import given, parsers, then, when
 from rollback_drill.kube.access import forbidden_status, service_account_client
 from rollback_drill.kube.objects import simple_deployment
 from rollback_drill.kube.rollout import wait_for_rollout
-from rollback_drill.taskdb.backup import dump, verify_restorable
+from rollback_drill.taskdb.backup import PROBE_TABLE, probe_round_trip
 
 
 @given("the drill cluster")
@@ -89,17 +89,9 @@ def _pg_version(taskdb, major):
 
 @then("a pg_dump of it restores into a scratch database with the same rows")
 def _dump_restores(taskdb, tmp_path):
-    with taskdb.connect() as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS environment_probe (id serial PRIMARY KEY, note text)")
-        conn.execute("INSERT INTO environment_probe (note) SELECT 'row ' || g FROM generate_series(1, 25) g")
-    try:
-        backup = dump(taskdb, tmp_path / "taskdb.sql.gz")
-        check = verify_restorable(taskdb, backup)
-        assert check.matches, "; ".join(check.mismatches)
-        assert check.tables["environment_probe"].rows >= 25
-    finally:
-        with taskdb.connect() as conn:
-            conn.execute("DROP TABLE environment_probe")
+    check = probe_round_trip(taskdb, tmp_path, rows=25)
+    assert check.matches, "; ".join(check.mismatches)
+    assert check.tables[PROBE_TABLE].rows >= 25
 
 
 @given("a second control plane started outside any drill environment", target_fixture="outside_cluster")

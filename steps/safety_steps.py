@@ -2,72 +2,64 @@
 
 The lock and RBAC scenarios run on the session's drill cluster and leave it as they
 found it (no Lease, the world reseeded by the next scenario that needs it). The
-guard scenario runs on a control plane started by hand, where the world is made
-with the plain Kubernetes client: somebody else's cluster, as far as the drill knows.
+guard scenario runs on a control plane started by hand, where the world is made with
+plain creates, as a team makes its own: somebody else's cluster, as far as the drill knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pytest_bdd import given, parsers, then, when
 
 from rollback_drill import environment
 from rollback_drill.config import DrillConfig, KubernetesNames
-from rollback_drill.errors import InputError, LockHeld, UnsafeTarget
+from rollback_drill.errors import LockHeld, UnsafeTarget
 from rollback_drill.flowengine.client import FlowEngineClient
-from rollback_drill.kube.access import forbidden_status
-from rollback_drill.kube.lock import LEASE_NAME, LEASE_NAMESPACE, DrillLock, LeaseRecord, lease_body
-from rollback_drill.kube.objects import simple_deployment
-from rollback_drill.kube.rbac import drill_api_client, drill_identity_manifests, ensure_drill_identity
+from rollback_drill.kube.lock import (
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    DrillLock,
+    LeaseRecord,
+    break_lock,
+    lease_body,
+    try_to_take,
+    wait_renewed,
+)
+from rollback_drill.kube.rbac import (
+    drill_api_client,
+    drill_identity_manifests,
+    ensure_drill_identity,
+    refusal_outside_the_role,
+)
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.runbook import actions
 from rollback_drill.runbook.actions import Runbook
+from rollback_drill.runbook.destructive import try_destructive_actions
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.taskdb import providers, schema
 from rollback_drill.taskdb.backup import BackupResult, TableFingerprint, dump, table_fingerprints
 from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.world import manifests
-from rollback_drill.world.seed import ensure_crd, read_world, reset_taskdb
+from rollback_drill.world.seed import make_world_by_hand, read_world, reset_taskdb, resource_versions
 
 # --- the drill lock ----------------------------------------------------------------------------
-
-
-def _delete_drill_lease(api: client.ApiClient) -> None:
-    try:
-        client.CoordinationV1Api(api).delete_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 @pytest.fixture
 def clean_drill_lock(k8s_api):
     """No drill Lease before the scenario, and none after it, whatever the scenario did."""
-    _delete_drill_lease(k8s_api)
+    break_lock(k8s_api)
     yield
-    _delete_drill_lease(k8s_api)
-
-
-def _try_to_take(api: client.ApiClient, holder: str, **kwargs: Any) -> InputError:
-    lock = DrillLock(api, holder, **kwargs)
-    try:
-        lock.acquire()
-    except InputError as exc:
-        return exc
-    lock.release()
-    pytest.fail(f"drill {holder} took the drill lock, which should have been refused")
+    break_lock(k8s_api)
 
 
 @given(parsers.parse('drill "{holder}" holds the drill lock'), target_fixture="held_lock")
@@ -91,7 +83,7 @@ def _holds_short_lock(k8s_api, clean_drill_lock, holder, lease_s):
 
 @when(parsers.parse('drill "{holder}" tries to take the drill lock'), target_fixture="lock_refusal")
 def _tries_lock(k8s_api, holder):
-    return _try_to_take(k8s_api, holder)
+    return try_to_take(k8s_api, holder)
 
 
 @when(
@@ -99,13 +91,13 @@ def _tries_lock(k8s_api, holder):
     target_fixture="lock_refusal",
 )
 def _tries_lock_in(k8s_api, holder, namespace):
-    return _try_to_take(k8s_api, holder, namespace=namespace)
+    return try_to_take(k8s_api, holder, namespace=namespace)
 
 
 @then(parsers.parse('it is refused as bad input (exit 2), naming "{holder}", since when, and how to break the lock'))
 def _refused_naming(lock_refusal, held_lock, holder):
+    assert isinstance(lock_refusal, LockHeld), f"expected the drill lock to be refused, got {lock_refusal!r}"
     message = str(lock_refusal)
-    assert isinstance(lock_refusal, LockHeld), repr(lock_refusal)
     assert holder in message, message
     since = held_lock.read().acquired_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert f"since {since}" in message, message
@@ -115,6 +107,7 @@ def _refused_naming(lock_refusal, held_lock, holder):
 
 @then(parsers.parse('it is refused as bad input (exit 2), saying namespace "{namespace}" does not exist'))
 def _refused_namespace(lock_refusal, namespace):
+    assert lock_refusal is not None, "the drill lock was taken, which should have been refused"
     assert not isinstance(lock_refusal, LockHeld), repr(lock_refusal)
     assert f"namespace {namespace!r} does not exist" in str(lock_refusal), str(lock_refusal)
 
@@ -126,14 +119,24 @@ def _still_names(held_lock, holder):
     assert record.holder == holder, record
 
 
-@when(parsers.parse('drill "{holder}" releases the drill lock'))
+@dataclass(frozen=True)
+class LockRelease:
+    asked_by: str
+    """The drill the step text names."""
+    holder: str
+    """The drill that held the lock."""
+    lease_deleted: bool
+
+
+@when(parsers.parse('drill "{holder}" releases the drill lock'), target_fixture="lock_release")
 def _releases(held_lock, holder):
-    assert held_lock.holder == holder
-    assert held_lock.release(), "the Lease was not deleted on release"
+    return LockRelease(asked_by=holder, holder=held_lock.holder, lease_deleted=held_lock.release())
 
 
 @then("no drill lock is left on the cluster")
-def _no_lock_left(held_lock):
+def _no_lock_left(held_lock, lock_release):
+    assert lock_release.holder == lock_release.asked_by, lock_release
+    assert lock_release.lease_deleted, "the Lease was not deleted on release"
     assert held_lock.read() is None
 
 
@@ -182,18 +185,7 @@ def _one_more_transition(held_lock, stale_lease):
 
 @then(parsers.parse("its renewTime moves forward twice within {seconds:d} seconds"))
 def _renewed(held_lock, seconds):
-    seen = {held_lock.read().renewed_at}
-
-    def renewed_twice() -> bool:
-        seen.add(held_lock.read().renewed_at)
-        return len(seen) >= 3
-
-    wait_until(
-        renewed_twice,
-        timeout_s=seconds,
-        describe="two renewals of the drill lock",
-        hint=f"renewals counted: {held_lock.renewals}, last error: {held_lock.last_renew_error}",
-    )
+    wait_renewed(held_lock, 2, timeout_s=seconds)
     assert held_lock.lost is None
 
 
@@ -205,9 +197,9 @@ def _still_refused_later(k8s_api, held_lock, lease_s, holder):
         timeout_s=lease_s + 2,
         describe=f"the first {lease_s}-second lease period to pass",
     )
-    refusal = _try_to_take(k8s_api, holder)
-    assert isinstance(refusal, LockHeld), repr(refusal)
-    assert held_lock.holder in str(refusal)
+    refused = try_to_take(k8s_api, holder)
+    assert isinstance(refused, LockHeld), f"expected the drill lock to be refused, got {refused!r}"
+    assert held_lock.holder in str(refused)
 
 
 # --- the drill's own identity (RBAC) ------------------------------------------------------------
@@ -229,39 +221,10 @@ def _drill_identity(k8s_api, cluster, drill_config):
     api.close()
 
 
-def _outside_the_role(api: client.ApiClient, names: KubernetesNames) -> dict[str, Callable[[], object]]:
-    """Calls the runbook never makes. Server-side dry runs: were RBAC ever wrong, still nothing would change."""
-    apps = client.AppsV1Api(api)
-    core = client.CoreV1Api(api)
-    leases = client.CoordinationV1Api(api)
-    dry = {"dry_run": "All"}
-    fault = {"metadata": {"annotations": {manifests.FAULT_ANNOTATION: "crash-loop"}}}
-    return {
-        "delete deployment/flowengine in production": lambda: apps.delete_namespaced_deployment(
-            names.deployment, names.namespace, **dry
-        ),
-        "read the secrets in production": lambda: core.list_namespaced_secret(names.namespace),
-        "patch a flowengine pod in production": lambda: core.patch_namespaced_pod(
-            f"{names.deployment}-any", names.namespace, fault, **dry
-        ),
-        "create a deployment in production": lambda: apps.create_namespaced_deployment(
-            names.namespace, simple_deployment("intruder", 1), **dry
-        ),
-        "delete namespace production": lambda: core.delete_namespace(names.namespace, **dry),
-        "scale deployment/flowengine in staging": lambda: apps.patch_namespaced_deployment_scale(
-            names.deployment, names.staging_namespace, {"spec": {"replicas": 0}}, **dry
-        ),
-        "delete another service's Lease in production": lambda: leases.delete_namespaced_lease(
-            "payments-leader-election", names.namespace, **dry
-        ),
-    }
-
-
 @when(parsers.parse("acting as it, the drill tries to {action}"), target_fixture="refusal_status")
 def _outside_role(identity_api, drill_config, action):
-    calls = _outside_the_role(identity_api, drill_config.kubernetes)
-    assert action in calls, f"no such call in this feature: {action!r}; known: {sorted(calls)}"
-    return forbidden_status(calls[action])
+    crash_loop = manifests.fault_patch("crash-loop")
+    return refusal_outside_the_role(identity_api, drill_config.kubernetes, action, pod_patch=crash_loop)
 
 
 def _as_identity(runbook: Runbook, identity_api: client.ApiClient) -> Runbook:
@@ -348,55 +311,13 @@ class ForeignWorld:
     rule_backup: Path
 
 
-def _resource_versions(api: client.ApiClient, names: KubernetesNames) -> dict[str, str]:
-    deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
-    configmap = client.CoreV1Api(api).read_namespaced_config_map(names.configmap, names.namespace)
-    versions = {
-        f"deployment/{names.deployment}": str(deployment.metadata.resource_version),
-        f"deployment/{names.deployment} generation": str(deployment.metadata.generation),
-        f"configmap/{names.configmap}": str(configmap.metadata.resource_version),
-    }
-    for item in PrometheusRules(api, names.monitoring_namespace).items():
-        versions[f"prometheusrule/{item['metadata']['name']}"] = str(item["metadata"]["resourceVersion"])
-    return versions
-
-
-def _settled(api: client.ApiClient, names: KubernetesNames) -> bool:
-    """The controllers are done with the new Deployment: its status counts every replica of its spec."""
-    deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
-    status = deployment.status
-    return bool(
-        status
-        and status.observed_generation == deployment.metadata.generation
-        and status.replicas == deployment.spec.replicas
-    )
-
-
 @given("somebody else's cluster, where a FlowEngine world was made by hand", target_fixture="foreign_world")
 def _foreign_world(outside_control_plane, drill_config: DrillConfig, tmp_path):
-    names = drill_config.kubernetes
     api = outside_control_plane.api_client()
-    core = client.CoreV1Api(api)
-    for namespace in (names.namespace, names.monitoring_namespace):
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    ensure_crd(api)
-    client.AppsV1Api(api).create_namespaced_deployment(
-        names.namespace, manifests.flowengine_deployment(drill_config, 6, names.namespace)
-    )
-    core.create_namespaced_config_map(names.namespace, manifests.repo_config_map(drill_config, 6, names.namespace))
-    rules = PrometheusRules(api, names.monitoring_namespace)
-    for repo in drill_config.expanded_for(6):
-        rules.create(manifests.alert_rule(repo, names.monitoring_namespace))
-    wait_until(
-        lambda: _settled(api, names),
-        timeout_s=60,
-        describe=f"deployment/{names.deployment} observed and its {drill_config.replicas_for(6)} pods created",
-        hint="see kube-controller-manager.log in the outside control plane's directory",
-    )
-    first_rule = f"{drill_config.expanded_for(6)[0]}-alerts"
-    rule_backup = tmp_path / f"{first_rule}.yaml"
-    rule_backup.write_text(yaml.safe_dump(rules.get(first_rule), sort_keys=False))
-    yield ForeignWorld(outside_control_plane, api, _resource_versions(api, names), rule_backup)
+    make_world_by_hand(api, drill_config, 6)
+    rules = PrometheusRules(api, drill_config.kubernetes.monitoring_namespace)
+    rule_backup = rules.back_up(f"{drill_config.expanded_for(6)[0]}-alerts", tmp_path)
+    yield ForeignWorld(outside_control_plane, api, resource_versions(api, drill_config.kubernetes), rule_backup)
     api.close()
 
 
@@ -414,10 +335,7 @@ def _foreign_taskdb(drill_config, tmp_path):
     try:
         reset_taskdb(db, drill_config, 6)
         backup = dump(db, tmp_path / "taskdb_pre_rollback.sql.gz")
-        version = schema.current_version(db)
-        assert version is not None
-        assert version > drill_config.schema.pilot_version, version
-        yield ForeignTaskDB(db, backup, version, table_fingerprints(db.dsn))
+        yield ForeignTaskDB(db, backup, schema.current_version(db), table_fingerprints(db.dsn))
     finally:
         providers.stop(db)
 
@@ -426,9 +344,6 @@ def _foreign_taskdb(drill_config, tmp_path):
     "the runbook aimed at them, with the cluster neither drill-made nor allowlisted", target_fixture="foreign_runbook"
 )
 def _foreign_runbook(foreign_world, foreign_taskdb, drill_config):
-    known = environment.known_drill_fingerprints()
-    assert not foreign_world.cluster.created_by_drill
-    assert foreign_world.cluster.fingerprint not in known
     return Runbook(
         api=foreign_world.api,
         cluster=foreign_world.cluster,
@@ -437,31 +352,27 @@ def _foreign_runbook(foreign_world, foreign_taskdb, drill_config):
         # Never reached: every action is refused before it would ask FlowEngine anything.
         flowengine=FlowEngineClient("http://127.0.0.1:9"),
         cluster_allowlist=frozenset(),
-        known_drill_clusters=known,
+        known_drill_clusters=environment.known_drill_fingerprints(),
     )
+
+
+@then("the drill neither created nor recorded that cluster, and the TaskDB's schema is later than the pilot's")
+def _foreign_premise(foreign_world, foreign_runbook, foreign_taskdb, drill_config):
+    assert not foreign_world.cluster.created_by_drill
+    assert foreign_world.cluster.fingerprint not in foreign_runbook.known_drill_clusters
+    assert foreign_taskdb.version is not None
+    assert foreign_taskdb.version > drill_config.schema.pilot_version, foreign_taskdb.version
 
 
 @when("each destructive runbook action is tried:", target_fixture="guard_outcomes")
 def _try_each(foreign_runbook, foreign_world, foreign_taskdb, datatable, tmp_path):
-    rb = foreign_runbook
-    calls: dict[str, Callable[[], object]] = {
-        "restrict_allowlist": lambda: actions.restrict_allowlist(rb, timeout_s=5),
-        "scale_down": lambda: actions.scale_down(rb, timeout_s=5),
-        "restart_with_pilot_config": lambda: actions.restart_with_pilot_config(rb),
-        "revert_schema": lambda: actions.revert_schema(rb, foreign_taskdb.backup),
-        "disable_expanded_alerts": lambda: actions.disable_expanded_alerts(rb, tmp_path / "alerts"),
-        "restore_alert_rules": lambda: actions.restore_alert_rules(rb, (foreign_world.rule_backup,)),
-    }
-    outcomes: dict[str, BaseException | None] = {}
-    for (name,) in datatable[1:]:
-        assert name in calls, f"no such runbook action in this feature: {name!r}; known: {sorted(calls)}"
-        try:
-            calls[name]()
-        except Exception as exc:  # noqa: BLE001 - every outcome is recorded and judged by the Then step
-            outcomes[name] = exc
-        else:
-            outcomes[name] = None
-    return outcomes
+    return try_destructive_actions(
+        foreign_runbook,
+        [name for (name,) in datatable[1:]],
+        backup=foreign_taskdb.backup,
+        rule_backups=(foreign_world.rule_backup,),
+        alerts_dir=tmp_path / "alerts",
+    )
 
 
 @then("every one was refused as an unsafe target, naming the cluster's fingerprint and --cluster-allowlist")
@@ -480,7 +391,7 @@ def _all_refused(guard_outcomes, foreign_world):
 
 @then("deployment/flowengine, configmap/repo-config and every alert rule keep their resourceVersions")
 def _unchanged(foreign_world, drill_config):
-    after = _resource_versions(foreign_world.api, drill_config.kubernetes)
+    after = resource_versions(foreign_world.api, drill_config.kubernetes)
     assert after == foreign_world.versions
 
 

@@ -8,12 +8,13 @@ from pytest_bdd import given, parsers, then, when
 
 from rollback_drill.config import default_config_path, load_config
 from rollback_drill.flowengine.client import FlowEngineUnavailable
+from rollback_drill.kube.pods import restart_count
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.runbook.actions import RESTRICTED_REASON, crash_looping_pods, set_allowlist
 from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
-from rollback_drill.timing.probe import Probe, failed_requests
+from rollback_drill.timing.probe import Probe, failed_requests, split_at_first_refusal
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.timing.windows import INCIDENT_INJECTED
 from rollback_drill.world import incidents
@@ -122,15 +123,13 @@ def _rollout_completes(runbook, drill_clock):
 @then(parsers.parse('repo "{repo}" was still served after the patch, then refused with reason "{reason}"'))
 def _served_then_refused(expanded_probe, flowengine, patched_at, rolled_out_at, repo, reason):
     wait_until(lambda: flowengine.repo_config(repo).reason == reason, timeout_s=10, describe=f"{repo} refused")
-    samples = [s for s in expanded_probe.samples() if s.t_monotonic >= patched_at]
-    kinds = [s.outcome.kind for s in samples]
-    assert "served" in kinds, f"{repo} was never served after the patch: {kinds[:20]}"
-    first_refusal = kinds.index("refused") if "refused" in kinds else len(kinds)
-    assert all(kind == "served" for kind in kinds[:first_refusal]), kinds
-    after = [s.outcome for s in samples[first_refusal:]]
+    switch = split_at_first_refusal(expanded_probe.samples(), since=patched_at)
+    before, after = [s.outcome for s in switch.before], [s.outcome for s in switch.after]
+    assert before, f"{repo} was never served after the patch: {[o.kind for o in after[:20]]}"
+    assert all(o.kind == "served" for o in before), [o.kind for o in before]
     assert after, "no refusal was seen after the rollout"
     assert all(o.kind == "refused" and o.detail == reason for o in after), after[:5]
-    assert samples[first_refusal].t_monotonic <= rolled_out_at + 1.0, "refusals began well after the rollout completed"
+    assert switch.refused_at <= rolled_out_at + 1.0, "refusals began well after the rollout completed"
     assert reason == RESTRICTED_REASON
 
 
@@ -163,17 +162,9 @@ def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, 
 
 @then("the flowengine pods go into CrashLoopBackOff with rising restart counts")
 def _crash_loop(runbook):
-    def restarts() -> int:
-        return sum(
-            int(cs.restart_count or 0)
-            for pod in runbook.pods()
-            for cs in (pod.status.container_statuses or [])
-            if pod.status
-        )
-
     wait_until(lambda: crash_looping_pods(runbook), timeout_s=30, describe="pods in CrashLoopBackOff")
-    first = restarts()
-    wait_until(lambda: restarts() > first, timeout_s=30, describe=f"restart count above {first}")
+    first = restart_count(runbook.pods())
+    wait_until(lambda: restart_count(runbook.pods()) > first, timeout_s=30, describe=f"restart count above {first}")
 
 
 @then("deployment/flowengine has no available replica")

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Protocol, Self, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError
 
 from rollback_drill.errors import InputError, LockHeld, VerificationFailed
 from rollback_drill.timing.clock import Clock, SystemClock
+from rollback_drill.timing.wait import wait_until
 
 LEASE_NAME = "rollback-drill"
 LEASE_NAMESPACE = "production"
@@ -374,3 +375,61 @@ class DrillLock:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.release()
+
+
+# -- what a second drill, or the person breaking the lock, does ---------------------------
+
+
+def try_to_take(api: client.ApiClient, holder: str, **lock_options: Any) -> InputError | None:
+    """Try to take the drill lock as ``holder``: the refusal, or None when it was free (it is given back at once)."""
+    lock = DrillLock(api, holder, **lock_options)
+    try:
+        lock.acquire()
+    except InputError as exc:
+        return exc
+    lock.release()
+    return None
+
+
+def break_lock(api: client.ApiClient, *, namespace: str = LEASE_NAMESPACE, name: str = LEASE_NAME) -> bool:
+    """``kubectl -n production delete lease rollback-drill``, whoever holds it; False if there was none."""
+    try:
+        client.CoordinationV1Api(api).delete_namespaced_lease(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+class RenewedLease(Protocol):
+    """What watching a held lock renew needs: the Lease as it is now, and the holder's own account of renewing."""
+
+    renewals: int
+    last_renew_error: str | None
+
+    def read(self) -> LeaseRecord | None: ...
+
+
+def wait_renewed(lock: RenewedLease, times: int, *, timeout_s: float, clock: Clock | None = None) -> None:
+    """Wait until the Lease's renewTime, as the API server has it, has moved forward ``times`` times."""
+
+    def renewed_at() -> datetime | None:
+        record = lock.read()
+        if record is None:
+            raise VerificationFailed("the drill lock's Lease is gone while it should be renewed")
+        return record.renewed_at
+
+    seen = {renewed_at()}
+
+    def renewed() -> bool:
+        seen.add(renewed_at())
+        return len(seen) > times
+
+    wait_until(
+        renewed,
+        timeout_s=timeout_s,
+        clock=clock,
+        describe=f"{times} renewals of the drill lock",
+        hint=f"renewals counted: {lock.renewals}, last error: {lock.last_renew_error}",
+    )

@@ -33,9 +33,10 @@ from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import KubernetesNames
 from rollback_drill.errors import InputError, UnsafeTarget
-from rollback_drill.kube.access import service_account_client
+from rollback_drill.kube.access import forbidden_status, service_account_client
 from rollback_drill.kube.conflict import create_or_replace
 from rollback_drill.kube.lock import LEASE_NAME
+from rollback_drill.kube.objects import simple_deployment
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.timing.wait import wait_until
 
@@ -238,3 +239,48 @@ def drill_api_client(
     """An ApiClient acting as the drill's ServiceAccount (a bound token from the TokenRequest API). Close it after use."""
     namespace, name = identity
     return service_account_client(api, namespace, name, expiration_s=expiration_s)
+
+
+def calls_outside_the_role(
+    api: client.ApiClient, names: KubernetesNames, *, pod_patch: dict[str, Any]
+) -> dict[str, Callable[[], object]]:
+    """Calls the runbook never makes, by what they would do; ``pod_patch`` is how a fault is staged on a pod.
+
+    Server-side dry runs: were RBAC ever wrong, still nothing would change.
+    """
+    apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
+    leases = client.CoordinationV1Api(api)
+    dry = "All"
+    return {
+        "delete deployment/flowengine in production": lambda: apps.delete_namespaced_deployment(
+            names.deployment, names.namespace, dry_run=dry
+        ),
+        "read the secrets in production": lambda: core.list_namespaced_secret(names.namespace),
+        "patch a flowengine pod in production": lambda: core.patch_namespaced_pod(
+            f"{names.deployment}-any", names.namespace, pod_patch, dry_run=dry
+        ),
+        "create a deployment in production": lambda: apps.create_namespaced_deployment(
+            names.namespace, simple_deployment("intruder", 1), dry_run=dry
+        ),
+        "delete namespace production": lambda: core.delete_namespace(names.namespace, dry_run=dry),
+        "scale deployment/flowengine in staging": lambda: apps.patch_namespaced_deployment_scale(
+            names.deployment, names.staging_namespace, {"spec": {"replicas": 0}}, dry_run=dry
+        ),
+        "delete another service's Lease in production": lambda: leases.delete_namespaced_lease(
+            "payments-leader-election", names.namespace, dry_run=dry
+        ),
+    }
+
+
+def refusal_outside_the_role(
+    api: client.ApiClient, names: KubernetesNames, call: str, *, pod_patch: dict[str, Any]
+) -> int:
+    """Make one call of ``calls_outside_the_role`` and return the HTTP status of the API server's refusal.
+
+    Raises ``VerificationFailed`` if the call was allowed, ``InputError`` if there is no such call.
+    """
+    calls = calls_outside_the_role(api, names, pod_patch=pod_patch)
+    if call not in calls:
+        raise InputError(f"no call outside the drill's Role is named {call!r}; known: {', '.join(sorted(calls))}")
+    return forbidden_status(calls[call])

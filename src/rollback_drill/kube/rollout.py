@@ -131,6 +131,21 @@ class RolloutState:
     failed: bool = False
 
 
+def settled(deployment: client.V1Deployment) -> bool:
+    """The controllers are done with the Deployment's spec: its status counts every replica of it.
+
+    Weaker than a finished rollout (the pods need not be Ready), and all a cluster without nodes can reach.
+    """
+    meta = deployment.metadata or client.V1ObjectMeta()
+    status = deployment.status
+    return bool(
+        status
+        and deployment.spec
+        and status.observed_generation == meta.generation
+        and status.replicas == deployment.spec.replicas
+    )
+
+
 def rollout_state(deployment: client.V1Deployment) -> RolloutState:
     """kubectl's rules, in kubectl's words."""
     meta = deployment.metadata or client.V1ObjectMeta()

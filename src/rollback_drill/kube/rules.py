@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -31,6 +33,12 @@ class PrometheusRules:
 
     def get(self, name: str) -> dict[str, Any]:
         return as_dict(self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
+
+    def back_up(self, name: str, directory: Path) -> Path:
+        """``kubectl get prometheusrule NAME -o yaml > DIRECTORY/NAME.yaml``; return the file."""
+        path = directory / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(self.get(name), sort_keys=False))
+        return path
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return as_dict(

@@ -219,6 +219,29 @@ def verify_restorable(db: TaskDB, backup: BackupResult) -> RestoreCheck:
     return RestoreCheck(scratch, copy, not mismatches, mismatches)
 
 
+PROBE_TABLE = "environment_probe"
+"""The table ``probe_round_trip`` writes, so that a dump of an empty database still carries rows."""
+
+
+def probe_round_trip(db: TaskDB, directory: Path, *, rows: int = 25) -> RestoreCheck:
+    """Write ``rows`` rows into ``PROBE_TABLE``, dump, restore into a scratch database, compare; drop the table.
+
+    Whether this server and this machine's pg_dump/psql can take and restore a backup at all,
+    before a drill depends on it.
+    """
+    table = sql.Identifier(PROBE_TABLE)
+    with db.connect() as conn:
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id serial PRIMARY KEY, note text)").format(table))
+        conn.execute(
+            sql.SQL("INSERT INTO {} (note) SELECT 'row ' || g FROM generate_series(1, %s) g").format(table), (rows,)
+        )
+    try:
+        return verify_restorable(db, dump(db, directory / "taskdb.sql.gz"))
+    finally:
+        with db.connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE {}").format(table))
+
+
 _LOCK_LIKE_FLOWENGINE = b"""DO $$
 DECLARE t text;
 BEGIN

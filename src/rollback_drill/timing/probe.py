@@ -219,3 +219,25 @@ def achieved_rate_hz(samples: Sequence[ProbeSample]) -> float:
 def first_ok_after(samples: Iterable[ProbeSample], t: float) -> float | None:
     """The instant (monotonic seconds) of the first ok sample at or after ``t``, or ``None``."""
     return next((s.t_monotonic for s in _ordered(samples) if s.t_monotonic >= t and s.outcome.ok), None)
+
+
+@dataclass(frozen=True)
+class Switchover:
+    """A probe's answers from one instant on, split at the first refusal: a repo leaving the allowlist."""
+
+    before: tuple[ProbeSample, ...]
+    """The answers before the first refusal."""
+    after: tuple[ProbeSample, ...]
+    """The first refusal and every answer after it; empty when nothing was refused."""
+
+    @property
+    def refused_at(self) -> float | None:
+        """When (monotonic seconds) the first refusal was asked for, or ``None``."""
+        return self.after[0].t_monotonic if self.after else None
+
+
+def split_at_first_refusal(samples: Iterable[ProbeSample], since: float) -> Switchover:
+    """The samples taken at or after ``since``, split where the first ``refused`` answer begins."""
+    taken = samples_between(samples, since, None)
+    first = next((i for i, s in enumerate(taken) if s.outcome.kind == "refused"), len(taken))
+    return Switchover(tuple(taken[:first]), tuple(taken[first:]))

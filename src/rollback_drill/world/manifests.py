@@ -333,3 +333,8 @@ spec:
       {{{{ end }}}}
 """
 """A kwok Stage that really reports CrashLoopBackOff with a restart count that keeps rising."""
+
+
+def fault_patch(fault: str) -> dict[str, Any]:
+    """The patch that stages ``fault`` (e.g. ``crash-loop``) on a pod or a pod template: the fault annotation."""
+    return {"metadata": {"annotations": {FAULT_ANNOTATION: fault}}}

@@ -14,11 +14,11 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollback_drill.config import DrillConfig
+from rollback_drill.config import DrillConfig, KubernetesNames
 from rollback_drill.errors import InputError, UnsafeTarget
 from rollback_drill.flowengine.simulator import clear_shared_injections
 from rollback_drill.kube.conflict import create_or_replace, suppress_conflict
-from rollback_drill.kube.rollout import wait_for_rollout
+from rollback_drill.kube.rollout import settled, wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.taskdb import schema
@@ -268,3 +268,58 @@ def check_world(api: client.ApiClient, config: DrillConfig) -> list[str]:
     except ApiException as exc:
         missing.append(f"prometheusrules in {names.monitoring_namespace} ({exc.status})")
     return missing
+
+
+def make_world_by_hand(api: client.ApiClient, config: DrillConfig, phase: int, *, settle_timeout_s: float = 60) -> None:
+    """The world as a team makes its own with plain creates: for a cluster that stands for somebody else's.
+
+    Production gets the flowengine Deployment and repo-config, monitoring the alert rules; there is
+    no staging copy and no Service, and nothing records the cluster as the drill's. The identity
+    guard's own test aims the runbook at it. Only creates: where either namespace exists it refuses
+    before writing anything, so it never changes a world that is already there.
+    """
+    names = config.kubernetes
+    core = client.CoreV1Api(api)
+    present = {ns.metadata.name for ns in core.list_namespace().items if ns.metadata}
+    if present & {names.namespace, names.monitoring_namespace}:
+        raise UnsafeTarget(
+            f"refusing to make a FlowEngine world by hand: namespace {names.namespace} or {names.monitoring_namespace} "
+            "already exists; this is only done on an empty cluster"
+        )
+    for namespace in (names.namespace, names.monitoring_namespace):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    ensure_crd(api)
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(
+        names.namespace, cast("Any", manifests.flowengine_deployment(config, phase, names.namespace))
+    )
+    core.create_namespaced_config_map(
+        names.namespace, cast("Any", manifests.repo_config_map(config, phase, names.namespace))
+    )
+    rules = PrometheusRules(api, names.monitoring_namespace)
+    for repo in config.expanded_for(phase):
+        rules.create(manifests.alert_rule(repo, names.monitoring_namespace))
+    wait_until(
+        lambda: settled(apps.read_namespaced_deployment(names.deployment, names.namespace)),
+        timeout_s=settle_timeout_s,
+        describe=f"deployment/{names.deployment} observed and its {config.replicas_for(phase)} pods created",
+        hint="see kube-controller-manager.log in the control plane's directory",
+    )
+
+
+def resource_versions(api: client.ApiClient, names: KubernetesNames) -> dict[str, str]:
+    """The resourceVersion of the flowengine Deployment (and its generation), repo-config and every alert rule.
+
+    Any write to one of them, even one that changes nothing, gives it a new resourceVersion.
+    """
+    deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)
+    configmap = client.CoreV1Api(api).read_namespaced_config_map(names.configmap, names.namespace)
+    deployment_meta = deployment.metadata or client.V1ObjectMeta()
+    versions = {
+        f"deployment/{names.deployment}": str(deployment_meta.resource_version),
+        f"deployment/{names.deployment} generation": str(deployment_meta.generation),
+        f"configmap/{names.configmap}": str(configmap.metadata.resource_version if configmap.metadata else None),
+    }
+    for item in PrometheusRules(api, names.monitoring_namespace).items():
+        versions[f"prometheusrule/{item['metadata']['name']}"] = str(item["metadata"]["resourceVersion"])
+    return versions
