@@ -32,6 +32,7 @@ pytest_plugins = [
     "steps.safety_steps",
     "steps.conformance_steps",
     "steps.kind_steps",
+    "tools.skip_policy",  # active only with --allowed-skips (make test)
 ]
 
 
