@@ -9,7 +9,7 @@ export TESTCONTAINERS_RYUK_DISABLED ?= true
 export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
 PYTEST_FLAGS ?= -q
 
-.PHONY: help venv docker toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
+.PHONY: help venv docker monitoring toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
 
 help:
 	@echo "make drill      a full drill (Phase 7, mass-failure) on the local control plane; evidence under reports/"
@@ -28,10 +28,14 @@ venv: $(VENV)/.installed
 docker:
 	@scripts/ensure-docker.sh
 
+# Prometheus, Alertmanager, promtool and amtool from Debian, never left running as services.
+monitoring:
+	@scripts/ensure-monitoring.sh
+
 toolchain: venv
 	$(BIN)/rollback-drill toolchain
 
-prerequisites: venv docker toolchain
+prerequisites: venv docker monitoring toolchain
 
 lint: venv
 	$(BIN)/ruff check .
