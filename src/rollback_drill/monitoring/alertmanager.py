@@ -207,3 +207,26 @@ def silences(url: str) -> list[Silence]:
 
 def expire_silence(url: str, silence_id: str) -> None:
     request_json("DELETE", url.rstrip("/") + f"/api/v2/silence/{silence_id}", what="Alertmanager", fix=FIX)
+
+
+@dataclass(frozen=True)
+class ReceivedAlert:
+    """An alert as Alertmanager holds it: ``active``, or ``suppressed`` by a silence or an inhibition."""
+
+    labels: dict[str, str]
+    state: str
+    silenced_by: tuple[str, ...]
+
+
+def received_alerts(url: str) -> list[ReceivedAlert]:
+    answer = request_json("GET", url.rstrip("/") + "/api/v2/alerts", what="Alertmanager", fix=FIX)
+    if not isinstance(answer, list):
+        raise NotAMonitoringApi(f"Alertmanager at {url} did not answer /api/v2/alerts with a list: {FIX}")
+    return [
+        ReceivedAlert(
+            labels=dict(item.get("labels") or {}),
+            state=str((item.get("status") or {}).get("state", "")),
+            silenced_by=tuple((item.get("status") or {}).get("silencedBy") or ()),
+        )
+        for item in answer
+    ]
