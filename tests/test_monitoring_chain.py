@@ -105,7 +105,7 @@ def _pages(sinks: Sinks, repo: str) -> list[dict]:
 
 
 def test_a_failing_repo_pages_pagerduty_a_silenced_one_does_not_and_a_removed_rule_is_unloaded(chain):
-    directory, sinks, am, prom = chain
+    _, sinks, am, prom = chain
     failing = alert_rule(FAILING, "monitoring", failures_for="1s")
     silenced = alert_rule(SILENCED, "monitoring", failures_for="1s")
     silence = alertmanager.create_silence(
