@@ -132,7 +132,7 @@ def start(settings: AlertmanagerSettings, directory: Path, *, port: int | None =
         "alertmanager",
         argv,
         url=f"http://{listen}",
-        ready_path="/-/ready",
+        ready_url=f"http://{listen}/-/ready",
         log=directory / "alertmanager.log",
         cwd=directory,
     )

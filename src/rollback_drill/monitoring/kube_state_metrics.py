@@ -29,7 +29,7 @@ class KubeStateMetrics:
 
 
 def start(kubeconfig: Path, directory: Path, *, binary: Path | None = None) -> KubeStateMetrics:
-    """Start kube-state-metrics (built and cached on a miss) on two free loopback ports; ready once ``/readyz`` answers."""
+    """Start kube-state-metrics (built and cached on a miss) on two free loopback ports; ready once its ``/readyz`` answers."""
     directory.mkdir(parents=True, exist_ok=True)
     port, telemetry_port = free_port(), free_port()
     argv = [
@@ -45,7 +45,8 @@ def start(kubeconfig: Path, directory: Path, *, binary: Path | None = None) -> K
         "kube-state-metrics",
         argv,
         url=f"http://{process.LOOPBACK}:{port}",
-        ready_path="/readyz",
+        # /readyz is served on the telemetry port.
+        ready_url=f"http://{process.LOOPBACK}:{telemetry_port}/readyz",
         log=directory / "kube-state-metrics.log",
         cwd=directory,
     )

@@ -55,8 +55,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(name: str, argv: list[str], *, url: str, ready_path: str, log: Path, cwd: Path) -> ServerProcess:
-    """Start ``argv`` in a new session (its own process group) and wait until ``url + ready_path`` answers 200.
+def start(name: str, argv: list[str], *, url: str, ready_url: str, log: Path, cwd: Path) -> ServerProcess:
+    """Start ``argv`` in a new session (its own process group) and wait until ``ready_url`` answers 200.
 
     The process is stopped again when it exits or does not become ready, and the error quotes its log.
     """
@@ -76,13 +76,13 @@ def start(name: str, argv: list[str], *, url: str, ready_path: str, log: Path, c
             raise MonitoringProcessFailed(
                 f"{name} exited with code {process.returncode} instead of serving on {url}; its log ({log}):\n{log_tail(log)}"
             )
-        return _answers(url + ready_path)
+        return _answers(ready_url)
 
     try:
         wait_until(
             ready,
             timeout_s=READY_TIMEOUT_S,
-            describe=f"{name} to answer {url}{ready_path}",
+            describe=f"{name} to answer {ready_url}",
             interval_s=0.1,
             hint=f"see {log}",
         )

@@ -91,7 +91,7 @@ def start(settings: PrometheusSettings, directory: Path, *, port: int | None = N
         "prometheus",
         argv,
         url=f"http://{listen}",
-        ready_path="/-/ready",
+        ready_url=f"http://{listen}/-/ready",
         log=directory / "prometheus.log",
         cwd=directory,
     )
