@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from rollback_drill.errors import InputError
-from rollback_drill.monitoring import alertmanager, process, prometheus, rules
+from rollback_drill.monitoring import alertmanager, doctor, process, prometheus, rules
 from rollback_drill.monitoring.errors import MonitoringProcessFailed
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.toolchain import build
@@ -223,3 +223,14 @@ def test_packaged_promtool_test_files_exist():
         "crash-loop.test.yaml",
         "expanded-repo-failures.test.yaml",
     ]
+
+
+def test_doctor_names_the_monitoring_prerequisites_and_their_fixes(tmp_path):
+    found = {check.label: check for check in doctor.checks(tmp_path)}
+    assert set(found) == {"Prometheus", "Alertmanager", "kube-state-metrics"}
+    assert not found["kube-state-metrics"].ok
+    assert "rollback-drill toolchain" in found["kube-state-metrics"].fix
+    assert "make monitoring" in found["Prometheus"].fix
+    if prometheus.PROMETHEUS_BINARY.exists():
+        assert found["Prometheus"].ok
+        assert found["Prometheus"].detail.startswith("prometheus, version 2.")
