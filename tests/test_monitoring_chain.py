@@ -50,13 +50,13 @@ class _Metrics(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        # Ten failures a second for the failing repos (far above 5/h); the pilot never fails.
+        # Ten failures a second for every repo, the pilot too (far above 5/h).
         failures = int((time.monotonic() - self.server.started) * 10)
         body = (
             "# TYPE flow_failures_total counter\n"
             f'flow_failures_total{{repo="{FAILING}",cause="provider"}} {failures}\n'
             f'flow_failures_total{{repo="{SILENCED}",cause="provider"}} {failures}\n'
-            f'flow_failures_total{{repo="{PILOT}",cause="provider"}} 0\n'
+            f'flow_failures_total{{repo="{PILOT}",cause="provider"}} {failures}\n'
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -167,8 +167,21 @@ def test_a_failing_repo_pages_pagerduty_a_silenced_one_does_not_and_a_removed_ru
 def test_the_pilots_failures_never_fire_an_expanded_repos_alert(chain):
     _, _, _, prom = chain
     client = prom.client()
-    samples = client.query("sum by (repo) (rate(flow_failures_total[1h])) * 3600 > 5")
-    assert PILOT not in {s.labels.get("repo") for s in samples}
+    rules.sync(prom.rules_dir, [alert_rule(FAILING, "monitoring", failures_for="1s")])
+    prometheus.reload(prom)
+    # The pilot fails as hard as the expanded repo...
+    wait_until(
+        lambda: client.query(f'sum(rate(flow_failures_total{{repo="{PILOT}"}}[1h])) * 3600 > 5'),
+        timeout_s=PAGE_DEADLINE_S,
+        describe="the pilot's failure rate to pass 5 an hour",
+    )
+    # ...and only the expanded repo's alert fires: its rule reads its own series only.
+    firing = wait_until(
+        lambda: client.firing(alertname="FlowFailureRateHigh"),
+        timeout_s=PAGE_DEADLINE_S,
+        describe=f"{FAILING}'s FlowFailureRateHigh to fire",
+    )
+    assert {alert.labels["repo"] for alert in firing} == {FAILING}
     assert all(alert.labels.get("repo") != PILOT for alert in client.alerts())
 
 
