@@ -49,6 +49,7 @@ def start(kubeconfig: Path, directory: Path, *, binary: Path | None = None) -> K
         ready_url=f"http://{process.LOOPBACK}:{telemetry_port}/readyz",
         log=directory / "kube-state-metrics.log",
         cwd=directory,
+        install_fix="run `rollback-drill toolchain` (builds it from the Go module proxy)",
     )
     return KubeStateMetrics(server, telemetry_port)
 

@@ -55,14 +55,23 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(name: str, argv: list[str], *, url: str, ready_url: str, log: Path, cwd: Path) -> ServerProcess:
+def start(
+    name: str,
+    argv: list[str],
+    *,
+    url: str,
+    ready_url: str,
+    log: Path,
+    cwd: Path,
+    install_fix: str = "run `make monitoring` (or see `rollback-drill doctor`)",
+) -> ServerProcess:
     """Start ``argv`` in a new session (its own process group) and wait until ``ready_url`` answers 200.
 
     The process is stopped again when it exits or does not become ready, and the error quotes its log.
     """
     if not Path(argv[0]).exists():
         raise MonitoringProcessFailed(
-            f"{name}: {argv[0]} is not installed; run `make monitoring` (or `rollback-drill doctor`)"
+            f"{name}: {argv[0]} is not installed; {install_fix}"
         )
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
