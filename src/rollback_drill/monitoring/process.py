@@ -70,9 +70,7 @@ def start(
     The process is stopped again when it exits or does not become ready, and the error quotes its log.
     """
     if not Path(argv[0]).exists():
-        raise MonitoringProcessFailed(
-            f"{name}: {argv[0]} is not installed; {install_fix}"
-        )
+        raise MonitoringProcessFailed(f"{name}: {argv[0]} is not installed; {install_fix}")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
