@@ -126,6 +126,8 @@ def start(settings: AlertmanagerSettings, directory: Path, *, port: int | None =
         f"--web.listen-address={listen}",
         # Empty: no gossip listener at all (its default is 0.0.0.0:9094).
         "--cluster.listen-address=",
+        # Links in alerts and pages (generatorURL, client_url) name the loopback address, not the host name.
+        f"--web.external-url=http://{listen}",
         f"--storage.path={directory / 'data'}",
     ]
     server = process.start(

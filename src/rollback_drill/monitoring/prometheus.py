@@ -86,6 +86,8 @@ def start(settings: PrometheusSettings, directory: Path, *, port: int | None = N
         f"--web.listen-address={listen}",
         f"--storage.tsdb.path={directory / 'data'}",
         "--web.enable-lifecycle",
+        # Links in alerts and pages (generatorURL, client_url) name the loopback address, not the host name.
+        f"--web.external-url=http://{listen}",
     ]
     server = process.start(
         "prometheus",
