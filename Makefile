@@ -14,7 +14,7 @@ PYTEST_FLAGS ?= -q
 ISOLATED = @home=$$(mktemp -d /tmp/rollback-drill-test.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
 	XDG_STATE_HOME=$$home/state $(BIN)/pytest --evidence-dir $$home/reports
 
-.PHONY: help venv docker chromium toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
+.PHONY: help venv docker chromium monitoring toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
 
 help:
 	@echo "make drill      a full drill (Phase 7, mass-failure) on the local control plane; evidence under reports/"
@@ -37,10 +37,14 @@ docker:
 chromium:
 	@scripts/ensure-chromium.sh
 
+# Prometheus, Alertmanager, promtool and amtool from Debian, never left running as services.
+monitoring:
+	@scripts/ensure-monitoring.sh
+
 toolchain: venv
 	$(BIN)/rollback-drill toolchain
 
-prerequisites: venv docker chromium toolchain
+prerequisites: venv docker chromium monitoring toolchain
 
 lint: venv
 	$(BIN)/ruff check .

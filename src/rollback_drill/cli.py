@@ -158,15 +158,20 @@ def _cmd_env_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_toolchain(args: argparse.Namespace) -> int:
-    from rollback_drill.toolchain.build import cached_status  # noqa: PLC0415 - keeps `--help` fast
+    from rollback_drill.toolchain.build import (  # noqa: PLC0415 - keeps `--help` fast
+        MONITORING_COMPONENTS,
+        cached_status,
+        ensure_kube_state_metrics,
+    )
 
     if args.check:
-        status = cached_status()
+        status = {**cached_status(), **cached_status(components=MONITORING_COMPONENTS)}
         for component, ready in status.items():
             print(f"{component}: {'cached' if ready else 'missing'}")
         return EXIT_OK if all(status.values()) else EXIT_FAILED
     started = time.monotonic()
     binaries = environment.ensure_toolchain(Path(args.binaries_dir) if args.binaries_dir else None)
+    binaries["kube-state-metrics"] = ensure_kube_state_metrics()  # the monitoring chain's, beside the control plane
     print(f"toolchain ready in {time.monotonic() - started:.1f}s: {', '.join(sorted(binaries))}")
     return EXIT_OK
 
@@ -243,6 +248,9 @@ def _cmd_doctor(_args: argparse.Namespace) -> int:
             "set XDG_STATE_HOME to a writable directory",
         )
     )
+    from rollback_drill.monitoring.doctor import checks as monitoring_checks  # noqa: PLC0415
+
+    results += [_check(c.label, c.ok, c.detail, c.fix) for c in monitoring_checks()]
     return EXIT_OK if all(results) else EXIT_FAILED
 
 

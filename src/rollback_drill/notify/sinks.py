@@ -205,7 +205,10 @@ def _service(path: str) -> str:
 def _slack(body: Any) -> _Reply:
     if not isinstance(body, dict):
         return _Reply(HTTPStatus.BAD_REQUEST, "invalid_payload", "text/html")
-    if not isinstance(body.get("text"), str) or not body["text"].strip():
+    has_text = isinstance(body.get("text"), str) and bool(body["text"].strip())
+    # Slack also takes a message made only of attachments or blocks, which is what Alertmanager posts.
+    has_parts = any(isinstance(body.get(key), list) and body[key] for key in ("attachments", "blocks"))
+    if not has_text and not has_parts:
         return _Reply(HTTPStatus.BAD_REQUEST, "no_text", "text/html")
     return _Reply(HTTPStatus.OK, "ok", "text/html")
 

@@ -157,35 +157,113 @@ def repo_config_map(config: DrillConfig, phase: int, namespace: str) -> dict[str
     }
 
 
-def alert_rule(repo: str, namespace: str) -> dict[str, Any]:
-    """``<repo>-alerts``: the rules an expanded repo's on-call is paged by."""
+FAILURES_PER_HOUR_LIMIT = 5
+"""The runbook's failing repo: more than 5 flow failures per hour."""
+P95_LATENCY_LIMIT_S = 150
+"""The runbook's P2 SLO violation: P95 flow duration above 150 s."""
+CRASH_LOOP_RULE_NAME = "kube-state-metrics-alerts"
+KUBE_STATE_METRICS_JOB = "kube-state-metrics"
+"""The scrape job kube-state-metrics is read under; kubernetes-mixin's alerts select it by this name."""
+
+
+def _prometheus_rule(name: str, namespace: str, labels: dict[str, str], groups: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": f"{PROMETHEUS_GROUP}/{PROMETHEUS_VERSION}",
         "kind": "PrometheusRule",
-        "metadata": {"name": f"{repo}-alerts", "namespace": namespace, "labels": {WORLD_LABEL: "true", "repo": repo}},
-        "spec": {
-            "groups": [
-                {
-                    "name": f"{repo}.flowengine",
-                    "rules": [
-                        {
-                            "alert": "FlowFailureRateHigh",
-                            "expr": f'sum(rate(flow_failures_total{{repo="{repo}"}}[1h])) * 3600 > 5',
-                            "for": "10m",
-                            "labels": {"severity": "page", "repo": repo},
-                            "annotations": {"summary": f"{repo}: more than 5 flow failures per hour"},
-                        },
-                        {
-                            "alert": "FlowLatencyP95High",
-                            "expr": f'histogram_quantile(0.95, sum by (le) (rate(flow_duration_seconds_bucket{{repo="{repo}"}}[30m]))) > 120',
-                            "for": "30m",
-                            "labels": {"severity": "ticket", "repo": repo},
-                        },
-                    ],
-                }
-            ]
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"groups": groups},
+    }
+
+
+def _repo_rules(repo: str, failures_for: str, latency_for: str) -> list[dict[str, Any]]:
+    """A repo's alerts on FlowEngine's metrics, each labelled with the repo so a silence or a route can name it."""
+    return [
+        {
+            "alert": "FlowFailureRateHigh",
+            # rate over the last hour, per hour: the runbook's "failures/hour".
+            "expr": f'sum(rate(flow_failures_total{{repo="{repo}"}}[1h])) * 3600 > {FAILURES_PER_HOUR_LIMIT}',
+            "for": failures_for,
+            "labels": {"severity": "critical", "repo": repo},
+            "annotations": {"summary": f"{repo}: more than {FAILURES_PER_HOUR_LIMIT} flow failures per hour"},
+        },
+        {
+            "alert": "FlowLatencyP95High",
+            # Needs flow_duration_seconds labelled by repo; a FlowEngine that keeps one histogram for all
+            # repos never fires it (FlowEngineLatencyP95High, in the pilot's rules, watches the whole service).
+            "expr": (
+                "histogram_quantile(0.95, sum by (le) "
+                f'(rate(flow_duration_seconds_bucket{{repo="{repo}"}}[30m]))) > {P95_LATENCY_LIMIT_S}'
+            ),
+            "for": latency_for,
+            "labels": {"severity": "warning", "repo": repo},
+            "annotations": {"summary": f"{repo}: P95 flow duration above {P95_LATENCY_LIMIT_S} s"},
+        },
+    ]
+
+
+def alert_rule(repo: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m") -> dict[str, Any]:
+    """``<repo>-alerts``: the rules an expanded repo's on-call is paged by.
+
+    ``failures_for`` and ``latency_for`` are the ``for:`` windows (Prometheus durations); a drill scales
+    them by its time scale.
+    """
+    return _prometheus_rule(
+        f"{repo}-alerts",
+        namespace,
+        {WORLD_LABEL: "true", "repo": repo},
+        [{"name": f"{repo}.flowengine", "rules": _repo_rules(repo, failures_for, latency_for)}],
+    )
+
+
+def pilot_alert_rule(
+    pilot: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m"
+) -> dict[str, Any]:
+    """``<pilot>-alerts``: the pilot's own alerts, which Step 4 keeps, and FlowEngine's service-wide P95.
+
+    The pilot's rules carry ``repo: <pilot>``, so its failures never page an expanded repo's on-call.
+    """
+    service_wide = {
+        "alert": "FlowEngineLatencyP95High",
+        "expr": (
+            f"histogram_quantile(0.95, sum by (le) (rate(flow_duration_seconds_bucket[30m]))) > {P95_LATENCY_LIMIT_S}"
+        ),
+        "for": latency_for,
+        "labels": {"severity": "warning", "repo": pilot},
+        "annotations": {"summary": f"FlowEngine: P95 flow duration above {P95_LATENCY_LIMIT_S} s"},
+    }
+    return _prometheus_rule(
+        f"{pilot}-alerts",
+        namespace,
+        {WORLD_LABEL: "true", "repo": pilot, "scope": "pilot"},
+        [{"name": f"{pilot}.flowengine", "rules": [*_repo_rules(pilot, failures_for, latency_for), service_wide]}],
+    )
+
+
+def crash_loop_alert_rule(namespace: str, *, crash_loop_for: str = "15m") -> dict[str, Any]:
+    """kubernetes-mixin's ``KubePodCrashLooping`` (as kube-prometheus ships it) on kube-state-metrics.
+
+    From kubernetes-monitoring/kubernetes-mixin, ``alerts/apps_alerts.libsonnet``: a container whose
+    waiting reason was CrashLoopBackOff at any point of the last 5 minutes, for 15 minutes, severity warning.
+    """
+    rule = {
+        "alert": "KubePodCrashLooping",
+        "expr": (
+            "max_over_time(kube_pod_container_status_waiting_reason"
+            f'{{reason="CrashLoopBackOff", job="{KUBE_STATE_METRICS_JOB}"}}[5m]) >= 1'
+        ),
+        "for": crash_loop_for,
+        "labels": {"severity": "warning"},
+        "annotations": {
+            "summary": "Pod is crash looping.",
+            "description": (
+                "Pod {{ $labels.namespace }}/{{ $labels.pod }} ({{ $labels.container }}) is in waiting state "
+                '(reason: "CrashLoopBackOff").'
+            ),
         },
     }
+    return _prometheus_rule(
+        CRASH_LOOP_RULE_NAME, namespace, {WORLD_LABEL: "true"}, [{"name": "kubernetes-apps", "rules": [rule]}]
+    )
 
 
 def _string_map() -> dict[str, Any]:
