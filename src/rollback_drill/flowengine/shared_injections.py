@@ -13,7 +13,7 @@ from typing import Final
 
 import psycopg
 
-from rollback_drill.flowengine.store import Conn, ConnectionPool
+from rollback_drill.flowengine.connections import Conn, ConnectionPool
 
 INJECTIONS_SCHEMA: Final = "flowengine_sim"
 """Where the pods of a Deployment share their injections: a schema of its own, apart from FlowEngine's tables."""

@@ -21,7 +21,8 @@ now"; its history stays in TaskDB and in ``flow_failures_total``.
 
 - ``scope``: what the available pods serve, and since when (pure);
 - ``domain``: FlowEngine's rules for flows, verification, health, stats and signals (pure);
-- ``store``: every statement on FlowEngine's tables in TaskDB; ``shared_injections``: the pods' shared injections;
+- ``store``: every statement on FlowEngine's tables in TaskDB, over ``connections``;
+  ``shared_injections``: the pods' shared injections;
 - ``faults``: what an injected incident does; ``incidents``/``injection``/``injection_state``: the catalogue and state;
 - ``metrics``: the Prometheus exposition; ``log``: the log ``/logs`` serves;
 - ``api``: each endpoint's answer; ``server``: HTTP, with FlowEngine's contract and the simulator's
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Self
 from rollback_drill.errors import InputError
 from rollback_drill.evidence.redact import add_secret, dsn_password
 from rollback_drill.flowengine.api import FlowEngineAPI
+from rollback_drill.flowengine.connections import ConnectionPool
 from rollback_drill.flowengine.domain import SharedRandom
 from rollback_drill.flowengine.injection_state import InjectionState
 from rollback_drill.flowengine.log import LogLevel, ServiceLog
@@ -49,7 +51,7 @@ from rollback_drill.flowengine.scope import (
 )
 from rollback_drill.flowengine.server import HTTPService, listen_host
 from rollback_drill.flowengine.shared_injections import TaskDBInjectionStore, clear_shared_injections
-from rollback_drill.flowengine.store import ConnectionPool, FlowStore
+from rollback_drill.flowengine.store import FlowStore
 from rollback_drill.timing.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
