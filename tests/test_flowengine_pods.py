@@ -19,8 +19,9 @@ import pytest
 from rollback_drill.config import load_config
 from rollback_drill.errors import InputError
 from rollback_drill.flowengine import AllowlistView, FlowEngineClient, FlowEngineUnavailable, Simulator
-from rollback_drill.flowengine.__main__ import allowlist_source
-from rollback_drill.flowengine.incidents import Injection, InjectionState
+from rollback_drill.flowengine.allowlist_sources import allowlist_source
+from rollback_drill.flowengine.injection import Injection
+from rollback_drill.flowengine.injection_state import InjectionState
 from rollback_drill.taskdb import providers
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.world import manifests
