@@ -29,6 +29,23 @@ HOLD_INTERVAL_S = 1.0
 """Longest single sleep while a window is held: the deadline is read from the clock at least this often."""
 
 
+@dataclass(frozen=True)
+class NotYet:
+    """A check's "not yet", with what it saw: falsy, so waits go on, and quoted as the last value on a timeout.
+
+    For checks whose "not yet" has a reason worth reporting (``HTTP 503``, a rollout's
+    ``2 of 3 updated replicas are available``) where ``None`` would say nothing.
+    """
+
+    seen: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return self.seen
+
+
 def _short_repr(value: object) -> str:
     text = repr(value)
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
@@ -36,7 +53,7 @@ def _short_repr(value: object) -> str:
 
 @overload
 def wait_until(
-    check: Callable[[], bool],
+    check: Callable[[], bool | NotYet],
     *,
     timeout_s: float,
     describe: str,
@@ -49,7 +66,7 @@ def wait_until(
 
 @overload
 def wait_until(
-    check: Callable[[], T | None],
+    check: Callable[[], T | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -61,7 +78,7 @@ def wait_until(
 
 
 def wait_until(
-    check: Callable[[], T | bool | None],
+    check: Callable[[], T | bool | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -97,7 +114,7 @@ def wait_until(
 
 @overload
 def poll_until(
-    check: Callable[[], bool],
+    check: Callable[[], bool | NotYet],
     *,
     timeout_s: float,
     describe: str,
@@ -109,7 +126,7 @@ def poll_until(
 
 @overload
 def poll_until(
-    check: Callable[[], T | None],
+    check: Callable[[], T | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -120,7 +137,7 @@ def poll_until(
 
 
 def poll_until(
-    check: Callable[[], T | bool | None],
+    check: Callable[[], T | bool | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -207,7 +224,7 @@ def _clock_and_sleep(
 
 
 def _poll(
-    check: Callable[[], T | bool | None],
+    check: Callable[[], T | bool | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
