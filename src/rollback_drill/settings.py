@@ -1,9 +1,10 @@
 """The drill's settings: its options and its ``drill.yaml``, resolved once, before anything runs.
 
 The front doors (``rollback-drill run`` and ``conftest.py``) parse the command line with
-the shared option table and resolve it here, once, at start: an option that cannot work
-is refused then (exit 2), not an hour into a drill. The library takes these settings, or
-the few values it needs from them, and never reads the command line itself.
+the shared option table (``rollback_drill.options``) and resolve it into these settings
+once, at start, with the rules kept here: an option that cannot work is refused then
+(exit 2), not an hour into a drill. The library takes these settings, or the few values
+it needs from them, and never reads the command line itself.
 """
 
 from __future__ import annotations
