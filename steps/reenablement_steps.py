@@ -17,7 +17,6 @@ from pytest_bdd import given, parsers, then, when
 
 from rollback_drill.errors import InputError
 from rollback_drill.kube.rules import PrometheusRules
-from rollback_drill.runbook.drill import effective_time_scale
 from rollback_drill.runbook.reenable import (
     PhaseFailed,
     Progress,
@@ -31,12 +30,6 @@ from rollback_drill.timing.budget import parse_duration
 from rollback_drill.world.seed import read_world
 
 # --- what the steps share ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def waiting_time_scale(drill_options, drill_config) -> float:
-    """Waiting windows (the soak, the monitoring windows): --time-scale, 1.0 on a kubeconfig target, else drill.yaml's."""
-    return effective_time_scale(drill_options, drill_config)
 
 
 @pytest.fixture
@@ -72,11 +65,8 @@ def _record_phases(recorder, results) -> None:
 
 
 @given(parsers.parse("waiting windows are scaled by {scale:g} in this rehearsal"), target_fixture="waiting_time_scale")
-def _scaled(drill_options, drill_config, scale):
-    # --time-scale still wins (the operator's explicit choice), and a kubeconfig (staging) target keeps real windows.
-    if drill_options.time_scale is not None or drill_options.target == "kubeconfig":
-        return effective_time_scale(drill_options, drill_config)
-    return scale
+def _scaled(settings, scale):
+    return settings.rehearsal_time_scale(scale)
 
 
 @given(parsers.parse("the soak runs for {duration}, the longest the runbook names"), target_fixture="soak_duration_s")

@@ -18,7 +18,6 @@ from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.drill import (
     DrillProbes,
     confirmation_problems,
-    effective_time_scale,
     hold,
     measure_targets,
     triage_hold_s,
@@ -37,14 +36,14 @@ from rollback_drill.world.seed import read_world
 
 
 @given("the drill world at the phase chosen on the command line", target_fixture="world")
-def _world_chosen_phase(world_seeder, drill_options):
-    return world_seeder(drill_options.phase)
+def _world_chosen_phase(world_seeder, settings):
+    return world_seeder(settings.phase)
 
 
 @when("the incident chosen on the command line is injected", target_fixture="injection")
-def _inject_chosen(flowengine, k8s_api, cluster, drill_config, marks, drill_options, recorder, world):
+def _inject_chosen(flowengine, k8s_api, cluster, drill_config, marks, settings, recorder, world):
     record = incidents.inject(
-        drill_options.incident, flowengine, k8s_api if cluster.created_by_drill else None, drill_config
+        settings.incident, flowengine, k8s_api if cluster.created_by_drill else None, drill_config
     )
     marks.mark(INCIDENT_INJECTED, overwrite=True)
     incidents.record_injection(recorder, record, world.phase)
@@ -87,10 +86,10 @@ def _unchanged(k8s_api, drill_config, taskdb, noted_world):
 
 
 @when("the Incident Commander holds the triage the decision calls for")
-def _triage(decision, drill_config, drill_options, recorder):
-    seconds = triage_hold_s(decision, effective_time_scale(drill_options, drill_config))
+def _triage(decision, settings, drill_clock, recorder):
+    seconds = triage_hold_s(decision, settings.time_scale)
     recorder.event("triage", runbook_s=decision.triage_s, held_s=seconds)
-    hold(seconds)
+    hold(seconds, describe=f"the {decision.priority} triage", clock=drill_clock)
 
 
 # --- pre-rollback --------------------------------------------------------------------------------
@@ -155,12 +154,12 @@ def _alert_content(alert, decision, injection, drill_participants):
 
 
 @when(parsers.parse('the SRE performs pre-rollback check 3 "{title}" within {budget}'), target_fixture="backups")
-def _pre_3(runbook, recorder, drill_options, title, budget):
+def _pre_3(runbook, recorder, settings, title, budget):
     backups = actions.backup_state(runbook, recorder.bundle_dir / "backups")
     yield backups
     if not backups.taskdb.done:
         backups.taskdb.wait(120)
-    if not runbook.cluster.created_by_drill and drill_options.keep != "always":
+    if not runbook.cluster.created_by_drill and settings.keep != "always":
         # A staging cluster outlives the drill: put it back from the drill's own backups, and check it.
         alerts = tuple(sorted((recorder.bundle_dir / "backups" / "alerts").glob("*.yaml")))
         try:

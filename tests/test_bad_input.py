@@ -261,6 +261,11 @@ CASES = (
     ),
     Case("time-scale-zero", ("run", "--time-scale", "0"), ("--time-scale must be greater than 0",)),
     Case(
+        "time-scale-above-1",
+        ("run", "--time-scale", "3"),
+        ("--time-scale must be at most 1 (waiting windows are only ever shortened)", "--time-scale 0.01"),
+    ),
+    Case(
         "notify-live-unconfigured",
         ("run", "--notify", "live"),
         ("live notifications need", "ROLLBACK_DRILL_SLACK_WEBHOOK_URL", "STATUS_PAGE_API_KEY"),

@@ -312,11 +312,14 @@ class _FakeWatcher:
         return 0
 
 
-def _fake_session(tmp_path: Path, never: frozenset[str], step_timeout_s: float = 60) -> tuple[_Session, Recorder]:
+def _fake_session(
+    tmp_path: Path, never: frozenset[str], step_timeout_s: float = 60, *, input_open: bool = False
+) -> tuple[_Session, Recorder]:
     clock = FakeClock()
     recorder = Recorder.create(tmp_path, incident="mass-failure", clock=clock)
     lines: queue.Queue[str | None] = queue.Queue()
-    lines.put(None)  # nobody types
+    if not input_open:
+        lines.put(None)  # nobody types
     session = _Session(
         recorder,
         _FakeWatcher(never),  # type: ignore[arg-type]
@@ -344,6 +347,30 @@ def test_a_step_never_observed_times_out_and_is_the_one_named_unverified(tmp_pat
     assert "step-1" in flagged
     assert "step-5" in flagged  # done while step-4 was still not
     assert "pre-2" not in flagged
+
+
+def test_a_game_day_whose_participants_stay_silent_is_driven_by_the_fake_clock(tmp_path: Path) -> None:
+    """With the input still open, waiting for a line runs on the session's clock too: the step still times out."""
+    session, _ = _fake_session(tmp_path, frozenset({"step-4"}), input_open=True)
+    started = session.clock.monotonic()
+    session.run()
+    assert session.input_open
+    assert session.close_open_steps() == ["step-4"]
+    assert session.clock.monotonic() - started >= 60, "step-4 ended before its timeout passed on the clock"
+
+
+def test_a_line_typed_while_the_game_day_waits_is_handled_without_waiting_the_whole_interval(tmp_path: Path) -> None:
+    session, _ = _fake_session(tmp_path, frozenset(), input_open=True)
+    session.lines.put("end")
+    started = session.clock.monotonic()
+    session.drain_input(5.0)
+    assert session.game.ended_by == "a participant ended the game day"
+    assert session.clock.monotonic() == started
+    session.drain_input(5.0)
+    assert session.clock.monotonic() - started == pytest.approx(5.0)
+    session.lines.put(None)
+    session.drain_input(5.0)
+    assert not session.input_open
 
 
 def test_comparison_places_game_day_times_beside_passed_automated_drills(tmp_path: Path) -> None:

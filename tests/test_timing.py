@@ -17,6 +17,7 @@ from rollback_drill.timing import (
     STEP_IDS,
     TARGET_NAMES,
     Budget,
+    Deadline,
     FakeClock,
     Marks,
     Probe,
@@ -31,12 +32,15 @@ from rollback_drill.timing import (
     downtime_s,
     failed_requests,
     first_ok_after,
+    hold,
     parse_duration,
+    poll_until,
     samples_between,
     step_end,
     step_start,
     wait_until,
 )
+from rollback_drill.timing.wait import NotYet
 
 START = datetime(2025, 12, 8, 10, 0, tzinfo=UTC)
 
@@ -382,6 +386,112 @@ def test_wait_until_sleeps_on_a_fake_clock_by_default(clock):
 def test_wait_until_refuses_nonsense_timing(clock, timeout_s, interval_s):
     with pytest.raises(ValueError, match="wait_until"):
         wait_until(lambda: True, timeout_s=timeout_s, describe="x", interval_s=interval_s, clock=clock)
+
+
+# --- the wait primitive's variants: NotYet, poll_until, hold, Deadline ---------------------------
+
+
+def test_a_not_yet_is_falsy_and_is_what_a_timeout_quotes(clock):
+    sleeps = Sleeps(clock)
+    assert not NotYet("HTTP 503")
+    with pytest.raises(WaitTimeout) as info:
+        wait_until(lambda: NotYet("HTTP 503"), timeout_s=1, describe="etcd", clock=clock, sleep=sleeps, hint="see log")
+    assert "last seen: value HTTP 503" in str(info.value)
+    assert "1.0 s elapsed" in str(info.value)
+    assert "hint: see log" in str(info.value)
+
+
+def test_a_not_yet_then_a_value_returns_the_value(clock):
+    check = sequence([NotYet("rolling"), NotYet("rolling"), "done"])
+    assert wait_until(check, timeout_s=5, describe="x", interval_s=0.5, clock=clock) == "done"
+    assert clock.monotonic() - 1000.0 == pytest.approx(1.0)
+
+
+def test_poll_until_returns_the_value_or_none_at_the_deadline(clock):
+    sleeps = Sleeps(clock)
+    assert poll_until(sequence([None, 7]), timeout_s=1, describe="x", interval_s=0.1, clock=clock, sleep=sleeps) == 7
+    assert sleeps.calls == pytest.approx([0.1])
+    start = clock.monotonic()
+    assert poll_until(lambda: NotYet("alive"), timeout_s=2, describe="x", interval_s=0.5, clock=clock) is None
+    assert clock.monotonic() - start == pytest.approx(2.0)
+
+
+def test_poll_until_lets_errors_through_like_wait_until(clock):
+    with pytest.raises(VerificationFailed):
+        poll_until(sequence([VerificationFailed("gone")]), timeout_s=1, describe="x", clock=clock)
+    assert poll_until(sequence([RetryableError("not yet"), True]), timeout_s=1, describe="x", clock=clock) is True
+
+
+def test_poll_until_refuses_nonsense_timing(clock):
+    with pytest.raises(ValueError, match="timeout_s"):
+        poll_until(lambda: True, timeout_s=-1, describe="x", clock=clock)
+
+
+def test_hold_lets_the_window_pass_on_the_fake_clock_in_pieces(clock):
+    sleeps = Sleeps(clock)
+    assert hold(2.5, describe="the triage", clock=clock, sleep=sleeps) == pytest.approx(2.5)
+    assert sleeps.calls == pytest.approx([1.0, 1.0, 0.5])
+
+
+def test_hold_of_nothing_or_less_returns_at_once(clock):
+    sleeps = Sleeps(clock)
+    assert hold(0, describe="x", clock=clock, sleep=sleeps) == 0
+    assert hold(-3, describe="x", clock=clock, sleep=sleeps) == 0
+    assert sleeps.calls == []
+
+
+def test_hold_on_a_fake_clock_sleeps_by_advancing_it(clock):
+    start = clock.monotonic()
+    hold(1800 * 0.001, describe="the P2 triage", clock=clock)
+    assert clock.monotonic() - start == pytest.approx(1.8)
+
+
+def test_hold_counts_a_sleep_that_overshoots(clock):
+    def overshoot(seconds):
+        clock.advance(seconds + 0.4)
+
+    assert hold(1.0, describe="x", clock=clock, sleep=overshoot) == pytest.approx(1.4)
+
+
+def test_hold_is_ended_by_ctrl_c(clock):
+    def interrupted(_seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hold(60, describe="the triage", clock=clock, sleep=interrupted)
+
+
+@pytest.mark.parametrize(("seconds", "interval_s"), [(float("nan"), 1.0), (float("inf"), 1.0), (1, 0), (1, -1)])
+def test_hold_refuses_nonsense_timing(clock, seconds, interval_s):
+    with pytest.raises(ValueError, match="hold"):
+        hold(seconds, describe="x", clock=clock, interval_s=interval_s)
+
+
+def test_a_deadline_closes_at_its_instant_on_the_clock(clock):
+    window = Deadline(3.0, clock)
+    assert not window.passed()
+    assert window.remaining_s() == 3.0
+    clock.advance(2.0)
+    assert (window.remaining_s(), window.elapsed_s()) == (pytest.approx(1.0), pytest.approx(2.0))
+    clock.advance(1.0)
+    assert window.passed()
+    clock.advance(5.0)
+    assert window.remaining_s() == 0.0
+
+
+def test_work_repeated_until_a_deadline_runs_on_the_fake_clock(clock):
+    window = Deadline(1.0, clock)
+    rounds = 0
+    while not window.passed():
+        rounds += 1
+        clock.advance(0.25)
+    assert rounds == 4
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf")])
+def test_a_deadline_refuses_nonsense(clock, seconds):
+    with pytest.raises(ValueError, match="deadline"):
+        Deadline(seconds, clock)
 
 
 # --- marks and measured windows ------------------------------------------------------------------

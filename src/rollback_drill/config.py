@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ RUNBOOK_BUDGETS_S: Mapping[str, float] = {
 }
 """The runbook's budgets, for checking overrides when the configuration loads. The
 feature files state the same budgets in words and are what the drill measures against."""
+
+TIME_SCALE_MAX = 1.0
+"""Waiting windows are only ever shortened: a scale above 1 would stretch the runbook's triage and soak."""
 
 _REPO = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 """Repo names become Kubernetes object names (``<repo>-alerts``), so they follow DNS-1123."""
@@ -145,6 +149,30 @@ class DrillConfig:
         """The budget to measure against: the runbook's, or a (checked) tighter override."""
         override = self.budget_overrides_s.get(name)
         return runbook_s if override is None else min(runbook_s, override)
+
+
+def time_scale_problem(time_scale: float) -> str | None:
+    """Why ``time_scale`` cannot scale the waiting windows (triage, monitoring, soak), or None when it can.
+
+    The one rule for drill.yaml's ``time_scale``, ``--time-scale`` and every library function
+    that scales a window: greater than 0, and at most 1, because a rehearsal may shorten the
+    runbook's windows but never stretch them.
+    """
+    if isinstance(time_scale, bool) or not isinstance(time_scale, int | float) or not math.isfinite(time_scale):
+        return f"must be a finite number, got {time_scale!r}"
+    if time_scale <= 0:
+        return f"must be greater than 0, got {time_scale:g}"
+    if time_scale > TIME_SCALE_MAX:
+        return f"must be at most 1 (waiting windows are only ever shortened), got {time_scale:g}"
+    return None
+
+
+def check_time_scale(time_scale: float, name: str = "time_scale") -> float:
+    """``time_scale`` itself, or ConfigError (exit 2) saying why it cannot scale a waiting window."""
+    problem = time_scale_problem(time_scale)
+    if problem is not None:
+        raise ConfigError(f"{name} {problem}")
+    return float(time_scale)
 
 
 def default_config_path() -> Path:
@@ -380,8 +408,9 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
             problems.add("reenablement/soak", f"repo {repo!r} is not an expanded repo of any phase")
 
     time_scale = _positive(data.get("time_scale"), "time_scale", problems, required=True)
-    if time_scale is not None and time_scale > 1:
-        problems.add("time_scale", f"must be at most 1 (waiting windows are only ever shortened), got {time_scale}")
+    scale_problem = None if time_scale is None else time_scale_problem(time_scale)
+    if scale_problem is not None:
+        problems.add("time_scale", scale_problem)
 
     raw_drills = _get(data, "drills", dict, problems) or {}
     pre6 = raw_drills.get("pre_phase_6")

@@ -3,15 +3,38 @@
 Both front ends register every entry here with the same name, default and help, so a
 drill started either way means the same thing. The table is plain data: the CLI
 feeds it to argparse, ``conftest.py`` to pytest's parser (which is argparse-like).
+``resolve_settings`` then turns the parsed values, once and before anything runs, into
+the ``Settings`` the library takes; only the front doors (``cli``, ``run``, ``conftest``
+and ``fixtures``) import this module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from rollback_drill.config import DrillConfig, load_config
 from rollback_drill.errors import ConfigError
+from rollback_drill.settings import (
+    KEEP_POLICIES,
+    NOTIFY_MODES,
+    PHASES,
+    TARGETS,
+    TASKDB_PROVIDERS,
+    TIME_SCALE_EXAMPLE,
+    Keep,
+    NotifyMode,
+    Phase,
+    Settings,
+    Target,
+    TaskDBProvider,
+    parse_participants,
+    resolve_time_scale,
+)
+
+Choice = TypeVar("Choice", bound=str | int)
 
 
 @dataclass(frozen=True)
@@ -34,7 +57,7 @@ OPTIONS: tuple[Option, ...] = (
         "drill configuration (YAML); default: the packaged drill.yaml, which matches the runbook",
         metavar="PATH",
     ),
-    Option("--target", "where the drill runs", "local", ("local", "kind", "kubeconfig")),
+    Option("--target", "where the drill runs", "local", TARGETS),
     Option(
         "--kubeconfig", "kubeconfig of the cluster for --target kubeconfig (and the file kind writes)", metavar="PATH"
     ),
@@ -45,10 +68,15 @@ OPTIONS: tuple[Option, ...] = (
         "--taskdb",
         "TaskDB provider; with dsn the DSN comes from ROLLBACK_DRILL_TASKDB_DSN",
         "container",
-        ("container", "local", "dsn"),
+        TASKDB_PROVIDERS,
     ),
     Option("--flowengine-url", "a real FlowEngine (staging); default: the local reference simulator", metavar="URL"),
-    Option("--phase", "expanded scope the world starts from (6: 10 repos, 7: 50)", "6", ("6", "7")),
+    Option(
+        "--phase",
+        "expanded scope the world starts from (6: 10 repos, 7: 50)",
+        "6",
+        tuple(str(phase) for phase in PHASES),
+    ),
     Option("--incident", "incident to inject", "mass-failure", metavar="NAME"),
     Option(
         "--declared",
@@ -56,17 +84,22 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
         default=False,
     ),
-    Option("--time-scale", "scales waiting windows (triage, monitoring, soak); never budgets or targets", metavar="X"),
+    Option(
+        "--time-scale",
+        "scales waiting windows (triage, monitoring, soak) by X in (0, 1]; never budgets or targets; "
+        "default: drill.yaml's, 1.0 on a kubeconfig target",
+        metavar="X",
+    ),
     Option("--participants", "people named in evidence and messages, 'Role=Name,...'", metavar="LIST"),
     Option("--incident-commander", "the Incident Commander named in evidence and messages", metavar="NAME"),
     Option("--evidence-dir", "where evidence bundles go", "reports", metavar="DIR"),
-    Option("--keep", "what to leave behind after the drill", "never", ("never", "on-failure", "always")),
+    Option("--keep", "what to leave behind after the drill", "never", KEEP_POLICIES),
     Option("--dry-run", "print what each step would change; change nothing", is_flag=True, default=False),
     Option(
         "--notify",
         "where the runbook's messages go: the local sinks, or (opt-in) the endpoints drill.yaml names",
         "sinks",
-        ("sinks", "live"),
+        NOTIFY_MODES,
     ),
     Option(
         "--binaries-dir", "directory with prebuilt control-plane binaries instead of the Go-built cache", metavar="DIR"
@@ -94,26 +127,27 @@ def register(add_option: _AddOption) -> None:
 
 @dataclass(frozen=True)
 class DrillOptions:
-    """The options, parsed and typed. Built from argparse's namespace or pytest's config the same way."""
+    """The options as given, parsed and typed, before drill.yaml is read. Built from argparse's namespace or
+    pytest's config the same way; ``resolve_settings`` turns them into the ``Settings`` the drill runs with."""
 
     config: Path | None = None
-    target: str = "local"
+    target: Target = "local"
     kubeconfig: Path | None = None
     context: str | None = None
     cluster_allowlist: Path | None = None
     env: str | None = None
-    taskdb: str = "container"
+    taskdb: TaskDBProvider = "container"
     flowengine_url: str | None = None
-    phase: int = 6
+    phase: Phase = 6
     incident: str = "mass-failure"
     declared: bool = False
     time_scale: float | None = None
     participants: dict[str, str] = field(default_factory=dict)
     incident_commander: str | None = None
     evidence_dir: Path = Path("reports")
-    keep: str = "never"
+    keep: Keep = "never"
     dry_run: bool = False
-    notify: str = "sinks"
+    notify: NotifyMode = "sinks"
     binaries_dir: Path | None = None
 
     @classmethod
@@ -122,23 +156,23 @@ class DrillOptions:
         raw = {option.flag.lstrip("-").replace("-", "_"): get(option.dest) for option in OPTIONS}
         return cls(
             config=_path(raw["config"]),
-            target=raw["target"],
+            target=_one_of("--target", raw["target"], TARGETS),
             kubeconfig=_path(raw["kubeconfig"]),
             context=raw["context"],
             cluster_allowlist=_path(raw["cluster_allowlist"]),
             env=raw["env"],
-            taskdb=raw["taskdb"],
+            taskdb=_one_of("--taskdb", raw["taskdb"], TASKDB_PROVIDERS),
             flowengine_url=raw["flowengine_url"],
-            phase=int(raw["phase"]),
+            phase=_one_of("--phase", raw["phase"], PHASES),
             incident=raw["incident"],
             declared=bool(raw["declared"]),
-            time_scale=_positive_float("--time-scale", raw["time_scale"]),
+            time_scale=_number("--time-scale", raw["time_scale"], TIME_SCALE_EXAMPLE),
             participants=parse_participants(raw["participants"]),
             incident_commander=raw["incident_commander"],
             evidence_dir=Path(raw["evidence_dir"]),
-            keep=raw["keep"],
+            keep=_one_of("--keep", raw["keep"], KEEP_POLICIES),
             dry_run=bool(raw["dry_run"]),
-            notify=raw["notify"],
+            notify=_one_of("--notify", raw["notify"], NOTIFY_MODES),
             binaries_dir=_path(raw["binaries_dir"]),
         )
 
@@ -148,9 +182,48 @@ class DrillOptions:
             raise ConfigError("--target kubeconfig needs --kubeconfig PATH (and usually --context NAME)")
         if self.target != "kubeconfig" and self.context is not None and self.kubeconfig is None:
             raise ConfigError("--context only applies with --kubeconfig")
-        if self.taskdb == "dsn" and self.target == "local" and self.env is None:
-            # Allowed (a local cluster against an external database), but say nothing: it is legitimate for staging-like runs.
-            pass
+
+    def resolve(self, config: DrillConfig | None = None) -> Settings:
+        """These options against their drill.yaml (``config``, else loaded from ``--config``): the drill's settings.
+
+        Precedence, for each value both may give: the option, then drill.yaml; the waiting
+        windows' scale is ``--time-scale``, else 1.0 on a kubeconfig target, else drill.yaml's.
+        """
+        self.validate()
+        drill_config = config if config is not None else load_config(self.config)
+        time_scale = resolve_time_scale(self.time_scale, self.target, drill_config.time_scale)
+        return Settings(
+            config=drill_config,
+            time_scale=time_scale.factor,
+            time_scale_source=time_scale.source,
+            config_path=self.config,
+            target=self.target,
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+            cluster_allowlist=self.cluster_allowlist,
+            env=self.env,
+            taskdb=self.taskdb,
+            flowengine_url=self.flowengine_url,
+            phase=self.phase,
+            incident=self.incident,
+            declared=self.declared,
+            participants=dict(self.participants or drill_config.participants),
+            incident_commander=self.incident_commander or drill_config.incident_commander,
+            evidence_dir=self.evidence_dir,
+            keep=self.keep,
+            dry_run=self.dry_run,
+            notify=self.notify,
+            binaries_dir=self.binaries_dir,
+        )
+
+
+def resolve_settings(get: Callable[[str], Any]) -> Settings:
+    """The settings from the raw option values (``get(dest)``: an argparse namespace attribute or pytest's getoption).
+
+    Raises ``ConfigError`` (exit 2, one line naming the fix) for any option or drill.yaml
+    value that cannot work, before anything has run.
+    """
+    return DrillOptions.from_values(get).resolve()
 
 
 def names() -> tuple[str, ...]:
@@ -161,28 +234,19 @@ def _path(value: Any) -> Path | None:
     return Path(value) if value not in (None, "") else None
 
 
-def _positive_float(flag: str, value: Any) -> float | None:
+def _one_of(flag: str, value: Any, choices: tuple[Choice, ...]) -> Choice:
+    """``value`` as the one of ``choices`` it spells (argparse already refused others; this gives it its type)."""
+    for candidate in choices:
+        if str(candidate) == str(value):
+            return candidate
+    raise ConfigError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _number(flag: str, value: Any, example: str) -> float | None:
+    """A number, or None when the option is not given; whether it is in range is the setting's own rule."""
     if value in (None, ""):
         return None
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{flag} {value!r} is not a number; use e.g. {flag} 0.01") from exc
-    if not number > 0:
-        raise ConfigError(f"{flag} must be greater than 0, got {value!r}")
-    return number
-
-
-def parse_participants(value: str | None) -> dict[str, str]:
-    """``"SRE On-Call=Ana,Engineering TL=Bo"`` → ``{"SRE On-Call": "Ana", "Engineering TL": "Bo"}``."""
-    if not value:
-        return {}
-    result: dict[str, str] = {}
-    for item in value.split(","):
-        role, sep, name = item.partition("=")
-        if not sep or not role.strip() or not name.strip():
-            raise ConfigError(
-                f"--participants entry {item!r} is not Role=Name; e.g. --participants 'SRE On-Call=Ana,Engineering TL=Bo'"
-            )
-        result[role.strip()] = name.strip()
-    return result
+        raise ConfigError(f"{flag} {value!r} is not a number; use e.g. {example}") from exc

@@ -21,15 +21,15 @@ from importlib import resources
 from pathlib import Path
 
 from rollback_drill import environment
-from rollback_drill.config import load_config
 from rollback_drill.environment import EnvironmentState, known_drill_fingerprints
 from rollback_drill.errors import InputError
 from rollback_drill.evidence.bundle import seal
 from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.kube.lock import DrillLock, default_holder
 from rollback_drill.notify import notifier_from_config
-from rollback_drill.options import OPTIONS, DrillOptions
+from rollback_drill.options import OPTIONS, resolve_settings
 from rollback_drill.runbook.plan import plan_rollback
+from rollback_drill.settings import Settings
 from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
 from rollback_drill.taskdb import providers
 from rollback_drill.world.incidents import check_incident_name
@@ -58,37 +58,34 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def guard_before_run(args: argparse.Namespace) -> None:
+def guard_before_run(settings: Settings) -> None:
     """A kubeconfig target must be drill-made or allowlisted before pytest even starts (exit 2 otherwise)."""
-    if args.drill_target != "kubeconfig" or args.drill_dry_run:
+    if settings.target != "kubeconfig" or settings.dry_run:
         return
-    if not args.drill_kubeconfig:
+    if settings.kubeconfig is None:
         raise InputError("--target kubeconfig needs --kubeconfig PATH (and usually --context NAME)")
-    cluster = identify("kubeconfig", args.drill_kubeconfig, args.drill_context)
-    guard_destructive(
-        cluster, read_allowlist(args.drill_cluster_allowlist), known_drill_fingerprints(), "run the drill"
-    )
+    cluster = identify("kubeconfig", str(settings.kubeconfig), settings.context)
+    guard_destructive(cluster, read_allowlist(settings.cluster_allowlist), known_drill_fingerprints(), "run the drill")
 
 
-def check_options(args: argparse.Namespace) -> DrillOptions:
-    """Check every option that needs no drill, before pytest starts.
+def check_options(args: argparse.Namespace) -> Settings:
+    """Resolve the options against drill.yaml, and check every one that needs no drill, before pytest starts.
 
     Bad input found here is one line and exit 2; found by the fixtures, it would be
     a pytest usage error inside pytest's own output (or, for --target kind, a skip).
     """
-    options = DrillOptions.from_values(lambda dest: getattr(args, dest, None))
-    options.validate()
-    if options.target == "kind" and options.env is None:
-        environment.check_kind_target(options.taskdb)  # type: ignore[arg-type]
-    if options.env is not None:
-        EnvironmentState.load(options.env)
-    read_allowlist(options.cluster_allowlist)
-    if options.taskdb == "dsn":
+    settings = resolve_settings(lambda dest: getattr(args, dest, None))
+    if settings.target == "kind" and settings.env is None:
+        environment.check_kind_target(settings.taskdb)
+    if settings.env is not None:
+        EnvironmentState.load(settings.env)
+    read_allowlist(settings.cluster_allowlist)
+    if settings.taskdb == "dsn":
         providers.from_dsn()  # connects and reads the version only: a missing or wrong DSN is refused now
-    if options.notify == "live":
+    if settings.notify == "live":
         # Refused now, naming each missing variable, rather than at pre-rollback check 2.
-        notifier_from_config(load_config(options.config), os.environ, mode="live")
-    return options
+        notifier_from_config(settings.config, os.environ, mode="live")
+    return settings
 
 
 def add_test_reports(bundle: Path, scratch: Path) -> None:
@@ -100,15 +97,14 @@ def add_test_reports(bundle: Path, scratch: Path) -> None:
     seal(bundle)
 
 
-def chosen_scenario_marker(incident: str, phase: int, config_path: Path | None) -> str:
+def chosen_scenario_marker(settings: Settings) -> str:
     """Which of drill.feature's @chosen scenarios rehearses this incident: the rollback, or the NO-GO one."""
-    check_incident_name(incident)
-    config = load_config(config_path)
-    spec = CATALOGUE[incident]
-    expected = spec.expected_decision(len(config.expanded_for(phase)))
+    check_incident_name(settings.incident)
+    spec = CATALOGUE[settings.incident]
+    expected = spec.expected_decision(len(settings.config.expanded_for(settings.phase)))
     if expected is None:
         raise InputError(
-            f"{incident!r} is a helper injection, not an incident of the decision framework; pick one of the runbook's"
+            f"{settings.incident!r} is a helper injection, not an incident of the decision framework; pick one of the runbook's"
         )
     return "chosen and no_go" if expected.startswith("NO-GO") else "chosen and rolls_back"
 
@@ -133,16 +129,16 @@ def _run_forwarding_signals(argv: list[str], cwd: Path) -> int:
 
 
 @contextlib.contextmanager
-def _drill_lock(args: argparse.Namespace) -> Iterator[None]:
+def _drill_lock(settings: Settings) -> Iterator[None]:
     """Hold the cluster's drill Lease while a drill runs on a cluster others can reach (--env, kubeconfig).
 
     A throwaway cluster made for this run alone needs no lock. A second drill on a
     shared cluster is refused (LockHeld, exit 2) naming the holder.
     """
-    if args.drill_env:
-        cluster = EnvironmentState.load(args.drill_env).cluster()
-    elif args.drill_target == "kubeconfig" and args.drill_kubeconfig:
-        cluster = identify("kubeconfig", args.drill_kubeconfig, args.drill_context)
+    if settings.env:
+        cluster = EnvironmentState.load(settings.env).cluster()
+    elif settings.target == "kubeconfig" and settings.kubeconfig is not None:
+        cluster = identify("kubeconfig", str(settings.kubeconfig), settings.context)
     else:
         yield
         return
@@ -158,15 +154,14 @@ def _drill_lock(args: argparse.Namespace) -> Iterator[None]:
         api.close()
 
 
-def dry_run(options: DrillOptions) -> int:
+def dry_run(settings: Settings) -> int:
     """Print what each runbook step would change on the chosen cluster; change nothing."""
-    config = load_config(options.config)
-    if options.env:
-        state = EnvironmentState.load(options.env)
+    if settings.env:
+        state = EnvironmentState.load(settings.env)
         cluster, taskdb = state.cluster(), state.taskdb_handle()
-    elif options.target == "kubeconfig":
-        cluster = identify("kubeconfig", str(options.kubeconfig), options.context)
-        taskdb = providers.from_dsn() if options.taskdb == "dsn" else None
+    elif settings.target == "kubeconfig":
+        cluster = identify("kubeconfig", str(settings.kubeconfig), settings.context)
+        taskdb = providers.from_dsn() if settings.taskdb == "dsn" else None
     else:
         raise InputError(
             "--dry-run reads an existing cluster: pass --env NAME (from `rollback-drill env up`) "
@@ -174,7 +169,7 @@ def dry_run(options: DrillOptions) -> int:
         )
     api = cluster.api_client()
     try:
-        plan = plan_rollback(api, config, taskdb)
+        plan = plan_rollback(api, settings.config, taskdb)
     finally:
         api.close()
     print(f"dry run on {cluster.fingerprint} ({cluster.server_version}); nothing will be changed")
@@ -184,15 +179,13 @@ def dry_run(options: DrillOptions) -> int:
 
 
 def run_drill(args: argparse.Namespace) -> int:
-    options = check_options(args)
-    if options.dry_run:
-        return dry_run(options)
-    marker = chosen_scenario_marker(
-        args.drill_incident, int(args.drill_phase), Path(args.drill_config) if args.drill_config else None
-    )
-    guard_before_run(args)
+    settings = check_options(args)
+    if settings.dry_run:
+        return dry_run(settings)
+    marker = chosen_scenario_marker(settings)
+    guard_before_run(settings)
     root = project_root()
-    evidence_dir = Path(args.drill_evidence_dir)
+    evidence_dir = settings.evidence_dir
     evidence_dir = evidence_dir if evidence_dir.is_absolute() else Path.cwd() / evidence_dir
     before = set(evidence_dir.glob("*/evidence.json")) if evidence_dir.is_dir() else set()
     scratch = Path(tempfile.mkdtemp(prefix="rollback-drill-run-"))
@@ -217,7 +210,7 @@ def run_drill(args: argparse.Namespace) -> int:
         str(scratch / "tmp"),
         *args.pytest_args,
     ]
-    with _drill_lock(args):
+    with _drill_lock(settings):
         code = _run_forwarding_signals(argv, root)
     for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
         add_test_reports(evidence.parent, scratch)

@@ -45,6 +45,8 @@ from rollback_drill.notify.senders import (
     SmtpSender,
 )
 from rollback_drill.runbook.decision import decide_live
+from rollback_drill.timing.clock import Clock
+from rollback_drill.timing.wait import Deadline
 
 TOOLS: Final = ("blocks", "slack-cli", "pagerduty", "mail")
 FLOW_FILE: Final = "flow.json"
@@ -254,7 +256,7 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
-def _blocks_test_soak(env: StandinEnvironment, argv: Sequence[str]) -> int:
+def _blocks_test_soak(env: StandinEnvironment, argv: Sequence[str], *, clock: Clock | None = None) -> int:
     parser = _Parser(prog="blocks test soak")
     parser.add_argument("--env", default="staging")
     parser.add_argument("--repos", required=True)
@@ -267,14 +269,14 @@ def _blocks_test_soak(env: StandinEnvironment, argv: Sequence[str]) -> int:
         _fail("blocks test soak: --repos needs at least one repo and --concurrency at least 1")
     documented_s = parse_duration_s(args.duration)
     duration_s = documented_s * env.time_scale
-    deadline = time.monotonic() + duration_s
+    soak_window = Deadline(duration_s, clock)
     results: list[FlowResult] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def worker(offset: int) -> None:
         turn = offset
-        while time.monotonic() < deadline:
+        while not soak_window.passed():
             repo = repos[turn % len(repos)]
             turn += 1
             try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rollback_drill import environment
 from rollback_drill.errors import InputError
-from rollback_drill.options import parse_participants
+from rollback_drill.settings import parse_participants
 
 EXIT_OK = 0
 EXIT_FAILED = 1

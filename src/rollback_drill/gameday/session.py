@@ -12,6 +12,7 @@ step. Ctrl-C ends the game day as ``aborted``, with a complete bundle.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import re
@@ -41,11 +42,14 @@ from rollback_drill.runbook.drill import drill_metadata
 from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.taskdb.schema import ROLLBACK_FILE, migration_sql
 from rollback_drill.timing.clock import Clock, SystemClock
+from rollback_drill.timing.wait import hold, poll_until
 from rollback_drill.world import incidents
 from rollback_drill.world.seed import read_world, seed_world
 
 ENV_FILE_NAME = "gameday.env"
 STATUS_PAGE_TOKEN_BYTES = 16
+INPUT_POLL_S = 0.1
+"""How often a waiting game day looks for a participant's line: quick enough that an ack feels immediate."""
 _STEP_ID_RE = re.compile(r"^(pre-[1-3]|step-[1-8])$")
 
 
@@ -399,29 +403,35 @@ class _Session:
             current = self._current()
 
     def drain_input(self, wait_s: float) -> None:
+        """Handle what the participants typed, waiting up to ``wait_s`` on the session's clock for a first line.
+
+        Polled on the clock rather than blocked on the queue, so a ``FakeClock`` drives a
+        game day in tests; a person typing waits at most ``INPUT_POLL_S`` to be read.
+        """
         if not self.input_open:
-            self.clock_sleep(wait_s)
+            hold(wait_s, describe="the game day's observation interval", clock=self.clock)
             return
-        try:
-            line = self.lines.get(timeout=wait_s) if wait_s > 0 else self.lines.get_nowait()
-        except queue.Empty:
+        first = poll_until(
+            self._typed_line,
+            timeout_s=max(0.0, wait_s),
+            describe="a participant's input",
+            interval_s=INPUT_POLL_S,
+            clock=self.clock,
+        )
+        if first is None:
             return
-        while True:
+        for (line,) in itertools.chain([first], iter(self._typed_line, None)):
             if line is None:
                 self.input_open = False
                 return
             self.handle(line)
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                return
 
-    def clock_sleep(self, seconds: float) -> None:
-        sleeper = getattr(self.clock, "sleep", None)
-        if callable(sleeper):
-            sleeper(seconds)
-        else:  # pragma: no cover - every clock of the library sleeps
-            threading.Event().wait(seconds)
+    def _typed_line(self) -> tuple[str | None] | None:
+        """The next line typed, as a 1-tuple (a line may be empty; ``(None,)`` is the end of input); None if none yet."""
+        try:
+            return (self.lines.get_nowait(),)
+        except queue.Empty:
+            return None
 
     def run(self) -> None:
         self.announce_next()

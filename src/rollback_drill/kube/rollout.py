@@ -18,18 +18,23 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import NoReturn, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError
 
-from rollback_drill.errors import ApiServerUnreachable, VerificationFailed, WaitTimeout
+from rollback_drill.errors import ApiServerUnreachable, VerificationFailed
+from rollback_drill.timing.clock import Clock
+from rollback_drill.timing.wait import Deadline, NotYet, wait_until
 
 T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Answers of an API server that is starting, overloaded or briefly without etcd: worth asking again."""
+WATCH_MAX_S = 30
+"""Longest single watch of a rollout; then the Deployment is listed afresh (as kubectl's own watch is renewed)."""
 REFUSALS = frozenset({401, 403})
 """Refusals. An API server that has just started refuses everything until its authenticators and
 authorizer have synced; only then (``/readyz`` ok) is a refusal a real one, reported at once."""
@@ -175,56 +180,67 @@ def rollout_state(deployment: client.V1Deployment) -> RolloutState:
     return RolloutState(done=True, message=f'deployment "{name}" successfully rolled out')
 
 
-def wait_for_rollout(  # noqa: C901, PLR0912 - kubectl's list-then-watch loop, with its three ways out, reads best in one piece
-    api: client.ApiClient, namespace: str, name: str, *, timeout_s: float
+def wait_for_rollout(
+    api: client.ApiClient, namespace: str, name: str, *, timeout_s: float, clock: Clock | None = None
 ) -> RolloutState:
-    """Block until the rollout is done (returned), has failed (VerificationFailed), or the timeout passes (WaitTimeout)."""
+    """Block until the rollout is done (returned), has failed (VerificationFailed), or the timeout passes (WaitTimeout).
+
+    kubectl's list-then-watch: each check lists the Deployment and, if it is not done,
+    watches it until it is or the watch ends (at most 30 s, never past the deadline); a
+    410 Gone or an ended watch lists again. An API server that answers a transient
+    status or cannot be reached (a restart) is asked again every 0.5 s until the deadline.
+    """
     apps = client.AppsV1Api(api)
-    deadline = time.monotonic() + timeout_s
-    started = time.monotonic()
-    last = RolloutState(done=False, message="no state seen yet")
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(
-                f"rollout of deployment/{name} in {namespace} did not complete within {timeout_s:.0f}s "
-                f"(after {time.monotonic() - started:.1f}s, last: {last.message}); "
-                f"check `kubectl -n {namespace} get pods` and the events"
-            )
+    window = Deadline(timeout_s, clock)
+
+    def done_state() -> RolloutState | NotYet:
         try:
-            listing = apps.list_namespaced_deployment(namespace, field_selector=f"metadata.name={name}")
-            if not listing.items:
-                raise VerificationFailed(f"deployment/{name} does not exist in namespace {namespace}")
-            last = rollout_state(listing.items[0])
-            if last.failed:
-                raise VerificationFailed(f"rollout of deployment/{name} in {namespace} failed: {last.message}")
-            if last.done:
-                return last
-            stream = watch.Watch()
-            for event in stream.stream(
-                apps.list_namespaced_deployment,
-                namespace,
-                field_selector=f"metadata.name={name}",
-                resource_version=listing.metadata.resource_version if listing.metadata else None,
-                timeout_seconds=max(1, int(min(remaining, 30))),
-            ):
-                obj = event["object"]
-                if event["type"] == "DELETED":
-                    raise VerificationFailed(f"deployment/{name} in {namespace} was deleted during its rollout")
-                last = rollout_state(obj)
-                if last.failed:
-                    stream.stop()
-                    raise VerificationFailed(f"rollout of deployment/{name} in {namespace} failed: {last.message}")
-                if last.done:
-                    stream.stop()
-                    return last
+            return _list_then_watch(apps, namespace, name, window)
         except ApiException as exc:
             if exc.status in TRANSIENT_STATUSES:
-                last = RolloutState(done=False, message=f"API server answered {exc.status} {exc.reason}")
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-            elif exc.status != 410:  # 410 Gone: the watch fell behind; list again and resume
-                raise
+                return NotYet(f"API server answered {exc.status} {exc.reason}")
+            if exc.status == HTTPStatus.GONE:  # the watch fell behind; list again and resume
+                return NotYet("the watch fell behind (410 Gone); listing again")
+            raise
         except (HTTPError, OSError) as exc:
             # The API server may be restarting; try again until the deadline.
-            last = RolloutState(done=False, message=f"API server not reachable: {exc}")
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            return NotYet(f"API server not reachable: {exc}")
+
+    return wait_until(
+        done_state,
+        timeout_s=timeout_s,
+        describe=f"the rollout of deployment/{name} in {namespace} to complete",
+        interval_s=0.5,
+        clock=window.clock,
+        hint=f"check `kubectl -n {namespace} get pods` and the events",
+    )
+
+
+def _list_then_watch(apps: client.AppsV1Api, namespace: str, name: str, window: Deadline) -> RolloutState | NotYet:
+    """One round of kubectl's rollout status: the state once done, NotYet with the last state when the watch ends."""
+    listing = apps.list_namespaced_deployment(namespace, field_selector=f"metadata.name={name}")
+    if not listing.items:
+        raise VerificationFailed(f"deployment/{name} does not exist in namespace {namespace}")
+    last = rollout_state(listing.items[0])
+    if last.failed:
+        raise VerificationFailed(f"rollout of deployment/{name} in {namespace} failed: {last.message}")
+    if last.done:
+        return last
+    stream = watch.Watch()
+    for event in stream.stream(
+        apps.list_namespaced_deployment,
+        namespace,
+        field_selector=f"metadata.name={name}",
+        resource_version=listing.metadata.resource_version if listing.metadata else None,
+        timeout_seconds=max(1, int(min(window.remaining_s(), WATCH_MAX_S))),
+    ):
+        if event["type"] == "DELETED":
+            raise VerificationFailed(f"deployment/{name} in {namespace} was deleted during its rollout")
+        last = rollout_state(event["object"])
+        if last.failed:
+            stream.stop()
+            raise VerificationFailed(f"rollout of deployment/{name} in {namespace} failed: {last.message}")
+        if last.done:
+            stream.stop()
+            return last
+    return NotYet(last.message)

@@ -574,19 +574,20 @@ class RoutingNotifier:
         return self._backoff_s[min(retry, len(self._backoff_s)) - 1]
 
     def _attempt(self, sender: Sender, message: Message) -> tuple[Sent | None, BaseException | None, int]:
-        attempts = 0
-        while True:
-            attempts += 1
+        # Bounded by attempts, not by a deadline: each pause is the backoff, slept on the injected clock.
+        last_transient: TransientSendFailure | None = None
+        for attempt in range(1, self._retries + 2):
+            if attempt > 1:
+                self._sleep(self._wait_before_retry(attempt - 1))
             try:
-                return sender.deliver(message), None, attempts
+                return sender.deliver(message), None, attempt
             except TransientSendFailure as exc:
-                if attempts > self._retries:
-                    return None, exc, attempts
-                self._sleep(self._wait_before_retry(attempts))
+                last_transient = exc
             except SendFailed as exc:
-                return None, exc, attempts
+                return None, exc, attempt
             except Exception as exc:  # noqa: BLE001 - a broken sender must not cost the other messages
-                return None, exc, attempts
+                return None, exc, attempt
+        return None, last_transient, self._retries + 1
 
     def send(self, message: Message) -> Delivery:
         sender = self._senders.get(message.channel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -14,7 +13,6 @@ from rollback_drill.config import DrillConfig
 from rollback_drill.evidence.recorder import Recorder, tool_version
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.flowengine.incidents import CATALOGUE
-from rollback_drill.options import DrillOptions
 from rollback_drill.runbook.actions import IncidentConfirmation
 from rollback_drill.runbook.decision import Decision
 from rollback_drill.runbook.probes import (
@@ -25,6 +23,7 @@ from rollback_drill.runbook.probes import (
     pilot_flow_call,
 )
 from rollback_drill.targets.cluster import Cluster
+from rollback_drill.timing import wait
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.probe import Probe, ProbeSample, downtime_s, failed_requests, first_ok_after, samples_between
 from rollback_drill.timing.windows import (
@@ -76,21 +75,18 @@ class DrillProbes:
         self.expanded.stop()
 
 
-def effective_time_scale(options: DrillOptions, config: DrillConfig) -> float:
-    """--time-scale if given; else 1.0 on a kubeconfig (staging) target, where waits are real; else drill.yaml's."""
-    if options.time_scale is not None:
-        return options.time_scale
-    return 1.0 if options.target == "kubeconfig" else config.time_scale
-
-
 def triage_hold_s(decision: Decision, time_scale: float) -> float:
     """The runbook's P2 triage (30 minutes), scaled like every waiting window; 0 for P1."""
     return decision.triage_s * time_scale
 
 
-def hold(seconds: float) -> None:
-    """Let a waiting window of the runbook pass (the triage, a monitoring window); it is the procedure, not a settle."""
-    threading.Event().wait(max(0.0, seconds))
+def hold(seconds: float, *, describe: str = "a waiting window of the runbook", clock: Clock | None = None) -> float:
+    """Let a waiting window of the runbook pass (the triage, a monitoring window); it is the procedure, not a settle.
+
+    On the drill's clock, so a ``FakeClock`` drives it in tests; Ctrl-C ends it in a real run.
+    Returns the seconds held.
+    """
+    return wait.hold(seconds, describe=describe, clock=clock)
 
 
 def confirmation_problems(confirmation: IncidentConfirmation, decision: Decision) -> list[str]:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from rollback_drill.config import DrillConfig
+from rollback_drill.config import DrillConfig, check_time_scale
 from rollback_drill.errors import DrillError, InputError, UnsafeTarget, VerificationFailed
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.kube.rules import PrometheusRules
@@ -487,8 +487,7 @@ def _perform_steps(
     incident: str | None,
     clock: Clock | None,
 ) -> PhaseRun:
-    if not math.isfinite(time_scale) or not 0 < time_scale <= 1:
-        raise InputError(f"time_scale must be in (0, 1] (waiting windows are only ever shortened), got {time_scale}")
+    check_time_scale(time_scale)
     the_clock: Clock = clock if clock is not None else SystemClock()
     symptoms = symptom_causes(incident)
     # Every backup is found before anything changes: a missing one refuses the phase, it does not half-do it.

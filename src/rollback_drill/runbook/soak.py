@@ -39,7 +39,7 @@ from typing import Any, Final
 from kubernetes import client
 from psycopg import sql
 
-from rollback_drill.config import DrillConfig
+from rollback_drill.config import DrillConfig, check_time_scale
 from rollback_drill.errors import InputError, VerificationFailed, WaitTimeout
 from rollback_drill.flowengine.client import FlowEngineClient, FlowEngineUnavailable, FlowResult, Stats
 from rollback_drill.flowengine.incidents import CAUSES, TASKDB_INTEGRITY_CAUSE
@@ -436,10 +436,7 @@ class SoakPlan:
         max_requests: int = SOAK_MAX_REQUESTS,
     ) -> SoakPlan:
         """The configured soak; ``runbook_duration_s`` lengthens it ("2-4 hours minimum"), never shortens it."""
-        if not math.isfinite(time_scale) or not 0 < time_scale <= 1:
-            raise InputError(
-                f"time_scale must be in (0, 1] (waiting windows are only ever shortened), got {time_scale}"
-            )
+        check_time_scale(time_scale)
         soak = config.soak
         duration = soak.duration_s if runbook_duration_s is None else runbook_duration_s
         if not math.isfinite(duration) or duration < soak.duration_s:

@@ -13,20 +13,22 @@ import os
 import signal
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from rollback_drill.errors import ToolchainError, WaitTimeout
+from rollback_drill.errors import ToolchainError
 from rollback_drill.ports import free_port
 from rollback_drill.targets.pki import Pki, create_pki
+from rollback_drill.timing.clock import Clock
+from rollback_drill.timing.wait import NotYet, poll_until, wait_until
 
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_COUNT = 3
@@ -153,27 +155,36 @@ def _log_tail(process: LocalProcess, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _wait_http(url: str, process: LocalProcess, timeout_s: float, context: ssl.SSLContext | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    while time.monotonic() < deadline:
+def _wait_http(
+    url: str,
+    process: LocalProcess,
+    timeout_s: float,
+    context: ssl.SSLContext | None = None,
+    *,
+    clock: Clock | None = None,
+) -> None:
+    """Wait until ``url`` answers 200; a process that exits meanwhile fails at once, with its log's last lines."""
+
+    def answers() -> bool | NotYet:
         if not _alive(process.pid):
             raise ToolchainError(
                 f"{process.name} exited during start-up; last lines of {process.log}:\n{_log_tail(process)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
+                return True if response.status == HTTPStatus.OK else NotYet(f"HTTP {response.status}")
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
+            return NotYet(f"HTTP {exc.code}")
         except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise WaitTimeout(
-        f"{process.name} was not ready at {url} within {timeout_s:.0f}s (last: {last}); "
-        f"see {process.log}:\n{_log_tail(process)}"
+            return NotYet(str(exc))
+
+    wait_until(
+        answers,
+        timeout_s=timeout_s,
+        describe=f"{process.name} to be ready at {url}",
+        interval_s=0.2,
+        clock=clock,
+        hint=f"see {process.log}:\n{_log_tail(process)}",
     )
 
 
@@ -318,22 +329,30 @@ def start(
     return plane
 
 
-def _terminate(process: LocalProcess, grace_s: float) -> bool:
+def _terminate(process: LocalProcess, grace_s: float, *, clock: Clock | None = None) -> bool:
     """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL; return True if SIGKILL was needed."""
     if not _alive(process.pid):
         return False
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _alive(process.pid):
-            return False
-        time.sleep(0.05)
+    exited = poll_until(
+        lambda: not _alive(process.pid),
+        timeout_s=grace_s,
+        describe=f"{process.name} (pid {process.pid}) to exit after SIGTERM",
+        interval_s=0.05,
+        clock=clock,
+    )
+    if exited:
+        return False
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(process.pid):
-        time.sleep(0.05)
+    poll_until(
+        lambda: not _alive(process.pid),
+        timeout_s=grace_s,
+        describe=f"{process.name} (pid {process.pid}) to exit after SIGKILL",
+        interval_s=0.05,
+        clock=clock,
+    )
     return True
 
 
@@ -357,16 +376,26 @@ def _process(plane: LocalControlPlane, name: str) -> LocalProcess:
     raise ToolchainError(f"the control plane in {plane.directory} has no process {name!r} (it has: {known})")
 
 
-def kill(plane: LocalControlPlane, name: str, sig: signal.Signals = signal.SIGKILL, timeout_s: float = 10.0) -> None:
+def kill(
+    plane: LocalControlPlane,
+    name: str,
+    sig: signal.Signals = signal.SIGKILL,
+    timeout_s: float = 10.0,
+    *,
+    clock: Clock | None = None,
+) -> None:
     """Send ``sig`` to one component (SIGKILL by default: a crash, no clean shutdown) and wait until it is gone."""
     process = _process(plane, name)
     with suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    deadline = time.monotonic() + timeout_s
-    while _alive(process.pid):
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"{name} (pid {process.pid}) was still running {timeout_s:.0f}s after signal {sig.name}")
-        time.sleep(0.02)
+    wait_until(
+        lambda: not _alive(process.pid),
+        timeout_s=timeout_s,
+        describe=f"{name} (pid {process.pid}) to exit after signal {sig.name}",
+        interval_s=0.02,
+        clock=clock,
+        hint=f"the process may ignore {sig.name}; SIGKILL cannot be ignored",
+    )
 
 
 def _kubeconfig_ssl_context(kubeconfig: str) -> ssl.SSLContext:

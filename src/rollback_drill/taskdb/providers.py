@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,9 +20,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 
-from rollback_drill.errors import ConfigError, InputError, ToolchainError, WaitTimeout
+from rollback_drill.errors import ConfigError, InputError, ToolchainError
 from rollback_drill.evidence.redact import add_secret
 from rollback_drill.ports import free_port
+from rollback_drill.timing.clock import Clock
+from rollback_drill.timing.wait import NotYet, wait_until
 
 ProviderName = Literal["container", "local", "dsn"]
 PROVIDERS: tuple[ProviderName, ...] = ("container", "local", "dsn")
@@ -91,22 +92,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def wait_ready(db: TaskDB, timeout_s: float = 60.0) -> int:
+def wait_ready(db: TaskDB, timeout_s: float = 60.0, *, clock: Clock | None = None) -> int:
     """Wait until the server accepts a query; return its major version."""
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while True:
+
+    def major_version() -> tuple[int] | NotYet:
+        # A one-element tuple is truthy even for a version of 0, so any answer ends the wait.
         try:
             with psycopg.connect(db.dsn, connect_timeout=2, autocommit=True) as conn:
                 row = conn.execute("SHOW server_version_num").fetchone()
-                return int(str(row[0])) // 10000 if row else 0
+                return (int(str(row[0])) // 10000 if row else 0,)
         except psycopg.OperationalError as exc:
-            last = _first_line(exc)
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"TaskDB at {db.redacted_dsn} did not accept connections within {timeout_s:.0f}s; last error: {last}"
-            )
-        time.sleep(min(0.3, max(0.0, deadline - time.monotonic())))
+            return NotYet(f"error {_first_line(exc)}")
+
+    (version,) = wait_until(
+        major_version,
+        timeout_s=timeout_s,
+        describe=f"TaskDB at {db.redacted_dsn} to accept connections",
+        interval_s=0.3,
+        clock=clock,
+        hint="check that the server is running and listening on that port",
+    )
+    return version
 
 
 # --- dsn ---------------------------------------------------------------------------------------

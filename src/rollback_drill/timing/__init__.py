@@ -13,7 +13,7 @@ from rollback_drill.timing.probe import (
     samples_between,
 )
 from rollback_drill.timing.stopwatch import Stopwatch
-from rollback_drill.timing.wait import wait_until
+from rollback_drill.timing.wait import Deadline, hold, poll_until, wait_until
 from rollback_drill.timing.windows import (
     DEFAULT_LIMITS,
     STEP_IDS,
@@ -32,6 +32,7 @@ __all__ = [
     "Budget",
     "BudgetStatus",
     "Clock",
+    "Deadline",
     "FakeClock",
     "Marks",
     "Probe",
@@ -47,7 +48,9 @@ __all__ = [
     "downtime_s",
     "failed_requests",
     "first_ok_after",
+    "hold",
     "parse_duration",
+    "poll_until",
     "samples_between",
     "step_end",
     "step_start",

@@ -2,14 +2,17 @@
 
 Nothing in the drill sleeps to "let things settle"; it waits for a named condition,
 with a deadline, and a timeout says what was awaited, for how long, what was last
-seen and what to try next.
+seen and what to try next. Its few variants live here too, all on an injectable
+clock: ``poll_until`` (the deadline is an answer, not an error), ``hold`` (a window
+of the runbook that must pass) and ``Deadline`` (work repeated until an instant).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast, overload
 
 from rollback_drill.errors import RetryableError, WaitTimeout
 from rollback_drill.timing.clock import Clock, Sleeper, SystemClock
@@ -22,6 +25,26 @@ T = TypeVar("T")
 REPR_LIMIT = 300
 """Characters of the last value or error quoted in a timeout message."""
 
+HOLD_INTERVAL_S = 1.0
+"""Longest single sleep while a window is held: the deadline is read from the clock at least this often."""
+
+
+@dataclass(frozen=True)
+class NotYet:
+    """A check's "not yet", with what it saw: falsy, so waits go on, and quoted as the last value on a timeout.
+
+    For checks whose "not yet" has a reason worth reporting (``HTTP 503``, a rollout's
+    ``2 of 3 updated replicas are available``) where ``None`` would say nothing.
+    """
+
+    seen: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return self.seen
+
 
 def _short_repr(value: object) -> str:
     text = repr(value)
@@ -30,7 +53,7 @@ def _short_repr(value: object) -> str:
 
 @overload
 def wait_until(
-    check: Callable[[], bool],
+    check: Callable[[], bool | NotYet],
     *,
     timeout_s: float,
     describe: str,
@@ -43,7 +66,7 @@ def wait_until(
 
 @overload
 def wait_until(
-    check: Callable[[], T | None],
+    check: Callable[[], T | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -55,7 +78,7 @@ def wait_until(
 
 
 def wait_until(
-    check: Callable[[], T | bool | None],
+    check: Callable[[], T | bool | NotYet | None],
     *,
     timeout_s: float,
     describe: str,
@@ -77,13 +100,143 @@ def wait_until(
 
     Raises ``WaitTimeout`` when the deadline passes.
     """
+    outcome = _poll(check, timeout_s=timeout_s, describe=describe, interval_s=interval_s, clock=clock, sleep=sleep)
+    if outcome.value is not None:
+        return outcome.value
+    message = (
+        f"timed out waiting for {describe}: {outcome.elapsed_s:.1f} s elapsed (timeout {timeout_s:g} s, "
+        f"{outcome.checks} checks); last seen: {outcome.last_seen}"
+    )
+    if hint:
+        message += f"; hint: {hint}"
+    raise WaitTimeout(message) from outcome.last_error
+
+
+@overload
+def poll_until(
+    check: Callable[[], bool | NotYet],
+    *,
+    timeout_s: float,
+    describe: str,
+    interval_s: float = ...,
+    clock: Clock | None = ...,
+    sleep: Callable[[float], None] | None = ...,
+) -> Literal[True] | None: ...
+
+
+@overload
+def poll_until(
+    check: Callable[[], T | NotYet | None],
+    *,
+    timeout_s: float,
+    describe: str,
+    interval_s: float = ...,
+    clock: Clock | None = ...,
+    sleep: Callable[[float], None] | None = ...,
+) -> T | None: ...
+
+
+def poll_until(
+    check: Callable[[], T | bool | NotYet | None],
+    *,
+    timeout_s: float,
+    describe: str,
+    interval_s: float = 0.2,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> T | None:
+    """``wait_until`` for a deadline that is an answer, not a failure: the truthy value, or None once it passes.
+
+    For a grace period ("SIGTERM, wait up to 10 s, then SIGKILL"), where running out of
+    time decides what to do next rather than failing the drill.
+    """
+    return _poll(check, timeout_s=timeout_s, describe=describe, interval_s=interval_s, clock=clock, sleep=sleep).value
+
+
+def hold(
+    seconds: float,
+    *,
+    describe: str,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] | None = None,
+    interval_s: float = HOLD_INTERVAL_S,
+) -> float:
+    """Let a waiting window of ``seconds`` pass on ``clock`` (a triage, a monitoring window); return the time held.
+
+    It is the procedure, not a settle: nothing is checked, the time itself is the point.
+    The window is slept in pieces of at most ``interval_s`` against the clock's deadline,
+    so a ``FakeClock`` drives it at once in tests, and in a real run Ctrl-C (SIGINT,
+    whose handler raises ``KeyboardInterrupt`` in the main thread) ends it at once.
+    A negative ``seconds`` holds nothing.
+    """
+    if not math.isfinite(seconds):
+        raise ValueError(f"hold({describe!r}): seconds must be a finite number, got {seconds!r}")
+    if not math.isfinite(interval_s) or interval_s <= 0:
+        raise ValueError(f"hold({describe!r}): interval_s must be a finite number > 0, got {interval_s!r}")
+    the_clock, the_sleep = _clock_and_sleep(clock, sleep)
+    start = the_clock.monotonic()
+    end = start + max(0.0, seconds)
+    while (remaining := end - the_clock.monotonic()) > 0:
+        the_sleep(min(interval_s, remaining))
+    return the_clock.monotonic() - start
+
+
+class Deadline:
+    """A window that closes at a fixed instant on a clock: for work that repeats until then (a load, a soak).
+
+    A wait for a condition is ``wait_until``; this is for loops whose work is the point
+    and whose end is only a time, so they read the same injectable clock.
+    """
+
+    def __init__(self, seconds: float, clock: Clock | None = None) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"a deadline needs a finite number of seconds >= 0, got {seconds!r}")
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.start = self.clock.monotonic()
+        self.end = self.start + seconds
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.end - self.clock.monotonic())
+
+    def passed(self) -> bool:
+        return self.clock.monotonic() >= self.end
+
+    def elapsed_s(self) -> float:
+        return self.clock.monotonic() - self.start
+
+
+@dataclass(frozen=True)
+class _Outcome(Generic[T]):
+    value: T | None
+    elapsed_s: float
+    checks: int
+    last_seen: str
+    last_error: RetryableError | None
+
+
+def _clock_and_sleep(
+    clock: Clock | None, sleep: Callable[[float], None] | None
+) -> tuple[Clock, Callable[[float], None]]:
+    the_clock: Clock = clock if clock is not None else SystemClock()
+    if sleep is None:
+        sleep = the_clock.sleep if isinstance(the_clock, Sleeper) else time.sleep
+    return the_clock, sleep
+
+
+def _poll(
+    check: Callable[[], T | bool | NotYet | None],
+    *,
+    timeout_s: float,
+    describe: str,
+    interval_s: float,
+    clock: Clock | None,
+    sleep: Callable[[float], None] | None,
+) -> _Outcome[T]:
     if not math.isfinite(timeout_s) or timeout_s < 0:
         raise ValueError(f"wait_until({describe!r}): timeout_s must be a finite number >= 0, got {timeout_s!r}")
     if not math.isfinite(interval_s) or interval_s <= 0:
         raise ValueError(f"wait_until({describe!r}): interval_s must be a finite number > 0, got {interval_s!r}")
-    the_clock: Clock = clock if clock is not None else SystemClock()
-    if sleep is None:
-        sleep = the_clock.sleep if isinstance(the_clock, Sleeper) else time.sleep
+    the_clock, the_sleep = _clock_and_sleep(clock, sleep)
 
     start = the_clock.monotonic()
     deadline = start + timeout_s
@@ -100,17 +253,11 @@ def wait_until(
         else:
             if value:
                 # Truthy rules out None; a bool can only be True here, which is T when check returns bool.
-                return cast("T", value)
+                return _Outcome(cast("T", value), the_clock.monotonic() - start, checks, last_seen, None)
             last_error = None
             last_seen = f"value {_short_repr(value)}"
         now = the_clock.monotonic()
         remaining = deadline - now
         if remaining <= 0:
-            message = (
-                f"timed out waiting for {describe}: {now - start:.1f} s elapsed (timeout {timeout_s:g} s, "
-                f"{checks} checks); last seen: {last_seen}"
-            )
-            if hint:
-                message += f"; hint: {hint}"
-            raise WaitTimeout(message) from last_error
-        sleep(min(interval_s, remaining))
+            return _Outcome(None, now - start, checks, last_seen, last_error)
+        the_sleep(min(interval_s, remaining))
