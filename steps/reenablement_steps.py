@@ -1,9 +1,10 @@
 """Steps for what comes after the rollback: fix verification on staging (the soak) and phased re-enablement.
 
-Each "the SRE performs ..." step makes one library call (rollback_drill.runbook.soak or
-.reenable) and hands on the re-enablement's progress, a frozen value, as the fixture
-``reenablement``; the hooks in conftest.py time it. Results go to the evidence: the soak to
-``soak``, every phase (each batch of Phase 3 on its own) to ``phases``.
+Each "the SRE performs ..." step makes one library call (rollback_drill.runbook.phased, which
+also puts the results in the evidence: the soak to ``soak``, every phase, each batch of Phase 3
+on its own, to ``phases``) and hands on the re-enablement's progress, a frozen value, as the
+fixture ``reenablement``; the hooks in conftest.py time it. A stopped phase and a refusal come
+back as values (``PhaseStopped``, ``Refusal``) for the checks that follow.
 """
 
 from __future__ import annotations
