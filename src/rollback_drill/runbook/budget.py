@@ -53,7 +53,7 @@ class StepTiming:
         """What a step over its budget says: its id, title, budget, what it took and by how much."""
         took = "an unknown time" if self.elapsed_s is None else f"{self.elapsed_s:.3f} s"
         by = "" if self.elapsed_s is None else f", {self.elapsed_s - self.budget_s:.3f} s over"
-        return f'{self.id} "{self.title}" took {took} of its {self.budget_s:g} s budget{by}'
+        return f'{self.id} took {took} of its {self.budget_s:g} s budget{by}: "{self.title}"'
 
     def unfinished(self) -> str | None:
         """Why a step did not finish within its budget without overrunning it (failed, skipped), or None."""
