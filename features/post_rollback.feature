@@ -11,6 +11,7 @@ Feature: After the rollback (RB-LAUNCH-002, Steps 6-8)
     Then the TaskDB backup restores into a scratch database with the same rows and checksums
     And the pilot probe and the expanded-repo probe are running
     When the SRE performs Steps 1 to 5
+    Then the pilot repo passed Step 5's verification
 
   Scenario: System health, completion notice and status page
     When the SRE performs Step 6 "Verify system health" within 5 minutes

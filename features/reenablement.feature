@@ -15,7 +15,8 @@ Feature: After the rollback: fix verification on staging, then phased re-enablem
     Then the decision is to roll back
     When the SRE performs pre-rollback check 3 "Backup current state" within 5 minutes
     And the SRE performs Steps 1 to 5
-    Then REPO_ALLOWLIST of deployment/flowengine reads only the pilot
+    Then the pilot repo passed Step 5's verification
+    And REPO_ALLOWLIST of deployment/flowengine reads only the pilot
 
   Scenario: The fix soaks on staging, then the repos come back in three phases
     Given waiting windows are scaled by 0.00005 in this rehearsal

@@ -4,82 +4,58 @@ from __future__ import annotations
 
 from pytest_bdd import given, parsers, then, when
 
-from rollback_drill.runbook.decision import RepoSignal, Signals, decide
-
-HEALTHY_FLOWS = 50
-
-
-def _healthy(count: int, start: int = 0) -> tuple[RepoSignal, ...]:
-    return tuple(
-        RepoSignal(f"healthy-{i}", flows_last_hour=HEALTHY_FLOWS, kill_rate=0.85) for i in range(start, start + count)
-    )
+from rollback_drill.runbook import described_signals
+from rollback_drill.runbook.decision import decide
 
 
 @given(parsers.parse("the signals crash loop unavailable for {seconds:g} seconds"), target_fixture="signals")
 def _crash_loop(seconds):
-    return Signals(repos=_healthy(3), crash_loop_unavailable_s=seconds)
+    return described_signals.crash_loop(seconds)
 
 
 @given("the signals TaskDB integrity failing", target_fixture="signals")
 def _db_integrity():
-    return Signals(repos=_healthy(3), db_integrity_ok=False)
+    return described_signals.db_integrity_failing()
 
 
 @given("the signals credentials leaked", target_fixture="signals")
 def _leak():
-    return Signals(repos=_healthy(3), credentials_leaked=True)
+    return described_signals.credentials_leaked()
 
 
 @given(parsers.parse("the signals daily spend of {dollars:g} dollars"), target_fixture="signals")
 def _spend(dollars):
-    return Signals(repos=_healthy(3), daily_spend_usd=dollars)
+    return described_signals.daily_spend(dollars)
 
 
 @given(parsers.parse('the signals {count:d} repos failing with cause "{cause}"'), target_fixture="signals")
 def _failing(count, cause):
-    failing = tuple(
-        RepoSignal(f"failing-{i}", failures_last_hour=6, flows_last_hour=20, cause=cause) for i in range(count)
-    )
-    return Signals(repos=failing + _healthy(40))
+    return described_signals.repos_failing(count, cause)
 
 
 @given(parsers.parse("the signals kill-rate {rate:g} on {low:d} of {total:d} repos"), target_fixture="signals")
 def _kill_rate(rate, low, total):
-    degraded = tuple(RepoSignal(f"degraded-{i}", flows_last_hour=HEALTHY_FLOWS, kill_rate=rate) for i in range(low))
-    return Signals(repos=degraded + _healthy(total - low))
+    return described_signals.kill_rate(rate, low, total)
 
 
 @given(parsers.parse("the signals P95 of {p95:g} seconds for {held:g} seconds"), target_fixture="signals")
 def _slo(p95, held):
-    return Signals(repos=_healthy(3), p95_latency_s=p95, p95_above_150s_for_s=held if p95 > 150 else 0.0)
+    return described_signals.p95_held(p95, held)
 
 
 @given(parsers.parse("the signals {count:d} model providers rate-limited"), target_fixture="signals")
 def _providers(count):
-    return Signals(repos=_healthy(3), providers_rate_limited=count)
+    return described_signals.providers_rate_limited(count)
 
 
 @given(parsers.parse("the signals a failure ratio of {percent:g} percent"), target_fixture="signals")
 def _ratio(percent):
-    # 20 repos x 50 flows; the failures spread so that no single repo passes 5 an hour.
-    total_failures = round(percent * 10)
-    repos = tuple(
-        RepoSignal(
-            f"repo-{i}",
-            flows_last_hour=HEALTHY_FLOWS,
-            failures_last_hour=total_failures // 20 + (1 if i < total_failures % 20 else 0),
-        )
-        for i in range(20)
-    )
-    return Signals(repos=repos)
+    return described_signals.failure_ratio(percent)
 
 
 @given("the signals a config validation error", target_fixture="signals")
 def _user_error():
-    return Signals(
-        repos=_healthy(3),
-        config_validation_errors=("customer-analytics: unknown block_type 'attestaton' in test-basel-i.json",),
-    )
+    return described_signals.config_validation_error()
 
 
 @when("the Incident Commander applies the decision framework", target_fixture="decision")

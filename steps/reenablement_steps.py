@@ -1,9 +1,10 @@
 """Steps for what comes after the rollback: fix verification on staging (the soak) and phased re-enablement.
 
-Each "the SRE performs ..." step makes one library call (rollback_drill.runbook.soak or
-.reenable) and hands on the re-enablement's progress, a frozen value, as the fixture
-``reenablement``; the hooks in conftest.py time it. Results go to the evidence: the soak to
-``soak``, every phase (each batch of Phase 3 on its own) to ``phases``.
+Each "the SRE performs ..." step makes one library call (rollback_drill.runbook.phased, which
+also puts the results in the evidence: the soak to ``soak``, every phase, each batch of Phase 3
+on its own, to ``phases``) and hands on the re-enablement's progress, a frozen value, as the
+fixture ``reenablement``; the hooks in conftest.py time it. A stopped phase and a refusal come
+back as values (``PhaseStopped``, ``Refusal``) for the checks that follow.
 """
 
 from __future__ import annotations
@@ -15,17 +16,10 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, then, when
 
-from rollback_drill.errors import InputError
 from rollback_drill.kube.rules import PrometheusRules
-from rollback_drill.runbook.reenable import (
-    PhaseFailed,
-    Progress,
-    ReenablementPlan,
-    perform_phase,
-    plan_reenablement,
-    reenable_repos,
-)
-from rollback_drill.runbook.soak import SoakPlan, deploy_fix_to_staging, run_soak
+from rollback_drill.runbook import perform, phased
+from rollback_drill.runbook.phased import Reenabler
+from rollback_drill.runbook.reenable import Progress, ReenablementPlan, plan_reenablement
 from rollback_drill.timing.budget import parse_duration
 from rollback_drill.world.seed import read_world
 
@@ -53,12 +47,13 @@ def reenablement() -> Progress:
 @pytest.fixture
 def alert_backup_dir(recorder) -> Path:
     """Where the rollback's Step 4 left its ``<repo>-alerts.yaml`` backups."""
-    return recorder.bundle_dir / "backups" / "alerts"
+    return perform.alert_backups_dir(recorder)
 
 
-def _record_phases(recorder, results) -> None:
-    for result in results:
-        recorder.append("phases", result.evidence())
+@pytest.fixture
+def reenabler(runbook, reenablement_plan, alert_backup_dir, waiting_time_scale, injection, recorder) -> Reenabler:
+    """What each phase acts with; asked for by the phase steps, after any Given has scaled the waiting windows."""
+    return Reenabler(runbook, reenablement_plan, alert_backup_dir, waiting_time_scale, injection.name, recorder)
 
 
 # --- the fix and the soak ----------------------------------------------------------------------------
@@ -76,9 +71,7 @@ def _soak_duration(duration):
 
 @when("the fix is deployed", target_fixture="fix")
 def _fix_deployed(runbook, staging_flowengine, recorder):
-    fix = deploy_fix_to_staging(runbook, staging_flowengine, fix_id=f"fix-{recorder.drill_id}")
-    recorder.event("fix_deployed", **fix.evidence())
-    return fix
+    return phased.deploy_fix(runbook, staging_flowengine, recorder)
 
 
 @when(parsers.parse("the staging FlowEngine fails {percent:g} % of flows"))
@@ -100,13 +93,15 @@ def _soak(
     title,
     budget,
 ):
-    plan = SoakPlan.from_config(
-        drill_config, time_scale=waiting_time_scale, incident=injection.name, runbook_duration_s=soak_duration_s
+    return phased.soak(
+        staging_flowengine,
+        drill_config,
+        reenablement,
+        recorder,
+        time_scale=waiting_time_scale,
+        incident=injection.name,
+        runbook_duration_s=soak_duration_s,
     )
-    result = run_soak(staging_flowengine, plan)
-    recorder.event("step_result", step="soak", **result.evidence())
-    recorder.set("soak", result.evidence())
-    return reenablement.with_soak(result)
 
 
 @then("the soak passed: success rate at least 99 %, P95 under 120 seconds, no recurrence of the incident")
@@ -143,33 +138,8 @@ def _soak_real(reenablement, staging_flowengine):
 
 
 @when(parsers.parse('the SRE performs Phase {phase:d} "{title}" within {budget}'), target_fixture="reenablement")
-def _phase(
-    runbook,
-    reenablement_plan,
-    reenablement,
-    alert_backup_dir,
-    waiting_time_scale,
-    injection,
-    recorder,
-    phase,
-    title,
-    budget,
-):
-    try:
-        run = perform_phase(
-            runbook,
-            reenablement_plan,
-            reenablement,
-            phase,
-            alert_backup_dir=alert_backup_dir,
-            time_scale=waiting_time_scale,
-            incident=injection.name,
-        )
-    except PhaseFailed as failure:
-        _record_phases(recorder, failure.results)
-        raise
-    _record_phases(recorder, run.results)
-    return run.progress
+def _phase(reenabler, reenablement, phase, title, budget):
+    return reenabler.perform_phase(reenablement, phase)
 
 
 @when(parsers.parse('the fix does not hold for repo "{repo}"'))
@@ -179,27 +149,14 @@ def _fix_does_not_hold(flowengine, injection, repo):
 
 
 @when(parsers.parse('the SRE attempts Phase {phase:d} "{title}"'), target_fixture="phase_failure")
-def _phase_attempt(
-    runbook, reenablement_plan, reenablement, alert_backup_dir, waiting_time_scale, injection, recorder, phase, title
-):
-    with pytest.raises(PhaseFailed) as failure:
-        perform_phase(
-            runbook,
-            reenablement_plan,
-            reenablement,
-            phase,
-            alert_backup_dir=alert_backup_dir,
-            time_scale=waiting_time_scale,
-            incident=injection.name,
-        )
-    _record_phases(recorder, failure.value.results)
-    recorder.warn("phase-stopped", str(failure.value), f"phase-{phase}")
-    return failure.value
+def _phase_attempt(reenabler, reenablement, phase, title):
+    return reenabler.attempt_phase(reenablement, phase)
 
 
 @then(parsers.parse('Phase {phase:d} is stopped by a recurrence of the incident in "{repo}"'))
 def _stopped_by_recurrence(phase_failure, phase, repo):
     result = phase_failure.result
+    assert result is not None, f"Phase {phase_failure.phase} was not stopped"
     assert result.step.phase == phase, result.step
     assert result.recurrences > 0, result.evidence()
     assert result.stopped_early is not None, result.evidence()
@@ -209,6 +166,7 @@ def _stopped_by_recurrence(phase_failure, phase, repo):
 
 @then(parsers.parse("the stopped phase is in the evidence, with what it measured"))
 def _stopped_in_evidence(recorder, phase_failure):
+    assert phase_failure.result is not None, f"Phase {phase_failure.phase} was not stopped"
     entries = [p for p in recorder.evidence["phases"] if p["id"] == phase_failure.result.step.id]
     assert entries, recorder.evidence.get("phases")
     last = entries[-1]
@@ -277,36 +235,17 @@ def _phase_3_batches(recorder, reenablement_plan, size):
 
 
 @when("the SRE re-enables every expanded repo in one step", target_fixture="refusal")
-def _all_at_once(runbook, reenablement_plan, reenablement, alert_backup_dir, waiting_time_scale, injection):
-    with pytest.raises(InputError) as refusal:
-        reenable_repos(
-            runbook,
-            reenablement_plan,
-            reenablement,
-            reenablement_plan.expanded,
-            alert_backup_dir=alert_backup_dir,
-            time_scale=waiting_time_scale,
-            incident=injection.name,
-        )
-    return refusal.value
+def _all_at_once(reenabler, reenablement):
+    return reenabler.refusal_of_all_at_once(reenablement)
 
 
 @when(parsers.parse("the SRE starts Phase {phase:d} before Phase {earlier:d} has passed"), target_fixture="refusal")
 @when(parsers.parse("the SRE starts Phase {phase:d} after the failed soak"), target_fixture="refusal")
-def _premature_phase(runbook, reenablement_plan, reenablement, alert_backup_dir, waiting_time_scale, injection, phase):
-    with pytest.raises(InputError) as refusal:
-        perform_phase(
-            runbook,
-            reenablement_plan,
-            reenablement,
-            phase,
-            alert_backup_dir=alert_backup_dir,
-            time_scale=waiting_time_scale,
-            incident=injection.name,
-        )
-    return refusal.value
+def _premature_phase(reenabler, reenablement, phase):
+    return reenabler.refusal_of_phase(reenablement, phase)
 
 
 @then(parsers.parse('it is refused with "{message}"'))
 def _refused(refusal, message):
-    assert message in str(refusal), str(refusal)
+    assert refusal.message is not None, "it was not refused"
+    assert message in refusal.message, refusal.message

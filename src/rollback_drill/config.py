@@ -43,6 +43,9 @@ feature files state the same budgets in words and are what the drill measures ag
 TIME_SCALE_MAX = 1.0
 """Waiting windows are only ever shortened: a scale above 1 would stretch the runbook's triage and soak."""
 
+HEALTH_WINDOW_S = 600.0
+"""Step 6 reviews the dashboard over "the last 10 min" (``health_window_s`` in drill.yaml)."""
+
 _REPO = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 """Repo names become Kubernetes object names (``<repo>-alerts``), so they follow DNS-1123."""
 
@@ -132,6 +135,9 @@ class DrillConfig:
     time_scale: float
     drills: Drills
     budget_overrides_s: Mapping[str, float] = field(default_factory=dict)
+    health_window_s: float = HEALTH_WINDOW_S
+    """Seconds of flows Step 6 judges when the drill does not know when the rollback ended (the runbook's
+    dashboard window); when it does, Step 6 judges the flows since then."""
 
     def expanded_for(self, phase: int) -> tuple[str, ...]:
         try:
@@ -422,6 +428,10 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
         raw_drills.get("quarterly_days"), "drills.quarterly_days", problems, integer=True, required=True
     )
 
+    health_window_s = _positive(
+        data.get("health_window_s", HEALTH_WINDOW_S), "health_window_s", problems, required=True
+    )
+
     overrides: dict[str, float] = {}
     raw_overrides = data.get("budget_overrides_s") or {}
     if not isinstance(raw_overrides, dict):
@@ -470,4 +480,5 @@ def load_config(path: Path | None = None) -> DrillConfig:  # noqa: C901, PLR0912
         time_scale=float(time_scale),
         drills=Drills(pre6, pre7, int(quarterly)),  # type: ignore[arg-type] # checked above: both are dates
         budget_overrides_s=overrides,
+        health_window_s=float(health_window_s),
     )

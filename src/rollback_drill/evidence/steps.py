@@ -12,6 +12,7 @@ times each group with the recorder.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -79,11 +80,21 @@ class StepGrouper:
     and closes when the next naming step starts or the scenario ends (``pass`` or
     ``over-budget`` by its budget), or as soon as one of its Gherkin steps fails
     (``fail``, with the error). Each Gherkin step is also a ``gherkin_step`` event.
+
+    ``budget_for(step_id, budget_s)`` gives the budget a step is measured against, from the
+    one its text states: drill.yaml may tighten it (``DrillConfig.budget_s``). The recorder
+    then records that budget and marks the step ``over-budget`` when it took longer.
     """
 
-    def __init__(self, recorder: Recorder, marks: Marks | None = None) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        marks: Marks | None = None,
+        budget_for: Callable[[str, float], float] | None = None,
+    ) -> None:
         self._recorder = recorder
         self._marks = marks
+        self._budget_for = budget_for
         self._current: RunbookStepRef | None = None
         self._running: _Running | None = None
 
@@ -97,7 +108,8 @@ class StepGrouper:
         self._settle_unfinished_gherkin_step()
         if ref is not None:
             self._close_current()
-            self._recorder.begin_step(ref.id, ref.title, ref.budget_s)
+            budget_s = ref.budget_s if self._budget_for is None else self._budget_for(ref.id, ref.budget_s)
+            self._recorder.begin_step(ref.id, ref.title, budget_s)
             if self._marks is not None:
                 self._marks.mark(step_start(ref.id), overwrite=True)
             self._current = ref

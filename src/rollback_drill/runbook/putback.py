@@ -3,22 +3,31 @@
 A drill-made cluster is thrown away afterwards; a staging cluster is not. After the
 drill, the allowlist and replicas come back from the pre-rollback Deployment YAML,
 the alert rules from Step 4's backups and TaskDB from the verified pg_dump, and the
-result is compared with what was backed up.
+result is compared with what was backed up (CONVENTIONS, "Putting a kubeconfig target
+back"). ``put_back_after_drill`` is what a drill runs once its scenario is over;
+``put_back`` is the put-back itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rollback_drill.errors import VerificationFailed
+from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.runbook import actions
 from rollback_drill.runbook.actions import Backups, Runbook
+from rollback_drill.targets.cluster import Cluster
 from rollback_drill.taskdb import backup as taskdb_backup
 from rollback_drill.taskdb import schema
 from rollback_drill.world.manifests import parse_allowlist
 from rollback_drill.world.seed import read_world
+
+PUT_BACK_FAILED: Final = "put-back-failed"
+"""The warning a failed put-back leaves in the evidence; a drill with it is a failed drill, whatever its steps said."""
+DUMP_TIMEOUT_S: Final = 120.0
+"""How long the end of a drill waits for the pre-rollback TaskDB dump still running in the background."""
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,31 @@ def put_back(runbook: Runbook, backups: Backups, alert_backups: tuple[Path, ...]
 
 def _dumped_version(dump: taskdb_backup.BackupResult) -> str | None:
     return dump.schema_version
+
+
+def put_back_needed(cluster: Cluster, keep: str) -> bool:
+    """A cluster the drill did not create outlives it and is put back, unless ``--keep always`` leaves it as the drill left it."""
+    return not cluster.created_by_drill and keep != "always"
+
+
+def put_back_after_drill(
+    runbook: Runbook, backups: Backups, alert_backup_dir: Path, recorder: Recorder, *, keep: str
+) -> PutBack | None:
+    """The end of a drill that took ``backups``: put a kubeconfig target back, check it, and record either outcome.
+
+    The TaskDB dump runs in the background and is waited for first, on every target, so it
+    never outlives the drill. A drill-made cluster (or ``--keep always``) is left as it is and
+    None is returned. A put-back that fails leaves the ``put-back-failed`` warning and raises.
+    """
+    if not backups.taskdb.done:
+        backups.taskdb.wait(DUMP_TIMEOUT_S)
+    if not put_back_needed(runbook.cluster, keep):
+        return None
+    alert_backups = tuple(sorted(alert_backup_dir.glob("*.yaml")))
+    try:
+        result = put_back(runbook, backups, alert_backups)
+    except Exception as exc:
+        recorder.warn(PUT_BACK_FAILED, f"the cluster was not put back as it was: {exc}", None)
+        raise
+    recorder.event("put_back", **result.evidence())
+    return result
