@@ -11,13 +11,12 @@ from rollback_drill.flowengine.client import FlowEngineUnavailable
 from rollback_drill.kube.pods import restart_count
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
+from rollback_drill.runbook import perform
 from rollback_drill.runbook.actions import RESTRICTED_REASON, crash_looping_pods, set_allowlist
 from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
 from rollback_drill.timing.probe import Probe, failed_requests, split_at_first_refusal
 from rollback_drill.timing.wait import wait_until
-from rollback_drill.timing.windows import INCIDENT_INJECTED
-from rollback_drill.world import incidents
 
 
 @given(parsers.parse("the drill world at Phase {phase:d}"), target_fixture="world")
@@ -154,10 +153,9 @@ def _pilot_failures(pilot_probe, count):
 
 @when(parsers.parse('the incident "{name}" is injected'), target_fixture="injection")
 def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, name):
-    record = incidents.inject(name, flowengine, k8s_api if cluster.created_by_drill else None, drill_config)
-    marks.mark(INCIDENT_INJECTED, overwrite=True)
-    incidents.record_injection(recorder, record, world.phase)
-    return record
+    return perform.inject_incident(
+        name, flowengine, k8s_api, cluster, drill_config, marks=marks, recorder=recorder, phase=world.phase
+    )
 
 
 @then("the flowengine pods go into CrashLoopBackOff with rising restart counts")
