@@ -14,7 +14,7 @@ import select
 import signal
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 
 import psycopg
@@ -226,6 +226,24 @@ def test_stats_cover_the_flows_of_the_window(client):
     assert stats.active_repos == ("compliance-service", "risk-engine")
     assert stats.repo(PILOT).flows == 3
     assert 40 <= stats.p50_s <= stats.p95_s <= 90
+
+
+def test_stats_since_an_instant_count_exactly_the_flows_started_after_it(client):
+    assert client.generate(PILOT).completed
+    since = datetime.now(UTC)
+    for _ in range(2):
+        assert client.generate("risk-engine").completed
+
+    stats = client.stats(window_s=600, since=since)
+
+    assert stats.flows == 2, "the flow started before the instant is not counted, every one after it is"
+    assert stats.active_repos == ("risk-engine",)
+    assert 0 < stats.window_s < 600, "the window reported is the one from the instant to FlowEngine's now"
+
+
+def test_stats_refuse_a_since_without_a_time_zone(client):
+    with pytest.raises(FlowEngineRequestError, match="time zone"):
+        client.stats(since=datetime(2026, 12, 6, 19, 30))  # noqa: DTZ001 - the naive instant is the bad input
 
 
 # --- incidents: every one meets its runbook criterion ---------------------------------------------

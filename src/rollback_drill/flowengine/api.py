@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -245,8 +245,17 @@ class FlowEngineAPI:
 
     # -- stats and signals -----------------------------------------------------------------------
 
-    def stats(self, window_s: float) -> Reply:
-        since = self._clock.wall() - timedelta(seconds=window_s)
+    def stats(self, window_s: float, *, since: datetime | None = None) -> Reply:
+        """Flows of the last ``window_s`` seconds, or, given ``since``, of every flow started since that instant.
+
+        An absolute ``since`` counts exactly the flows a client started after it; a window is measured
+        from this server's later "now", so the request's own latency would cut its oldest flows off.
+        """
+        now = self._clock.wall()
+        if since is None:
+            since = now - timedelta(seconds=window_s)
+        else:
+            window_s = max(0.0, (now - since).total_seconds())
         try:
             rows = self._store.window(since)
         except TaskDBUnavailable as exc:

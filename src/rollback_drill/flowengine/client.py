@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
@@ -412,8 +413,12 @@ class FlowEngineClient:
 
     # -- observability ---------------------------------------------------------------------------
 
-    def stats(self, window_s: float = 3600) -> Stats:
-        _, data = self._json("GET", f"/api/v1/stats?{urlencode({'window_s': window_s})}")
+    def stats(self, window_s: float = 3600, *, since: datetime | None = None) -> Stats:
+        """Flows of the last ``window_s`` seconds; given ``since`` (aware), exactly the flows started since then."""
+        query: dict[str, object] = {"window_s": window_s}
+        if since is not None:
+            query["since"] = since.isoformat()
+        _, data = self._json("GET", f"/api/v1/stats?{urlencode(query)}")
         repos_raw = data.get("repos")
         repos = (
             tuple(

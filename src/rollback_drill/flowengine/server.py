@@ -29,6 +29,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -61,6 +62,20 @@ def query_number(query: Mapping[str, list[str]], key: str, default: float, *, lo
         raise BadRequest(f"query parameter {key} must be a number, got {values[-1]!r}") from exc
     if not low <= value <= high:
         raise BadRequest(f"query parameter {key} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def query_time(query: Mapping[str, list[str]], key: str) -> datetime | None:
+    """The last value of query parameter ``key`` as an aware RFC 3339 instant, or None when it is absent."""
+    values = query.get(key)
+    if not values:
+        return None
+    try:
+        value = datetime.fromisoformat(values[-1])
+    except ValueError as exc:
+        raise BadRequest(f"query parameter {key} must be an RFC 3339 time, got {values[-1]!r}") from exc
+    if value.tzinfo is None:
+        raise BadRequest(f"query parameter {key} must name its time zone (e.g. 2026-12-06T19:30:00+00:00)")
     return value
 
 
@@ -111,7 +126,10 @@ PRIVATE_ROUTES: Final[tuple[Route, ...]] = (
     (
         "GET",
         re.compile(r"/api/v1/stats"),
-        lambda c: c.api.stats(query_number(c.query, "window_s", SIGNAL_WINDOW_S, low=1, high=30 * 86400)),
+        lambda c: c.api.stats(
+            query_number(c.query, "window_s", SIGNAL_WINDOW_S, low=1, high=30 * 86400),
+            since=query_time(c.query, "since"),
+        ),
     ),
     ("GET", re.compile(r"/api/v1/signals"), lambda c: Reply(HTTPStatus.OK, c.api.signals())),
     (

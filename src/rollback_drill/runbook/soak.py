@@ -401,10 +401,14 @@ class ServerNumbers:
 def read_server_numbers(
     flowengine: FlowEngineClient, repos: Iterable[str], since: datetime, clock: Clock | None = None
 ) -> ServerNumbers:
-    """FlowEngine's stats of ``repos`` for the flows started since ``since``."""
+    """FlowEngine's stats of ``repos`` for the flows started since ``since``.
+
+    ``since`` goes to FlowEngine as an absolute instant: a window measured here would be
+    subtracted from FlowEngine's later clock and miss the soak's first flows by the request's latency.
+    """
     now = (clock if clock is not None else SystemClock()).wall()
     window = max(MIN_STATS_WINDOW_S, (now - since).total_seconds())
-    return ServerNumbers.of(flowengine.stats(window_s=window), repos)
+    return ServerNumbers.of(flowengine.stats(window_s=window, since=since), repos)
 
 
 # --- the soak ----------------------------------------------------------------------------------
