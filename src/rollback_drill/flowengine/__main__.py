@@ -37,7 +37,6 @@ import random
 import signal
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING
 from rollback_drill.errors import InputError
 from rollback_drill.flowengine.allowlist_sources import allowlist_source
 from rollback_drill.flowengine.simulator import Simulator
+from rollback_drill.timing.wait import hold
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.in_pod:
             # Endpoints drop a terminating pod within a second or two; until then requests still arrive here.
             simulator.log("INFO", f"terminating: serving {POD_DRAIN_S:.0f} s more while the Service forgets this pod")
-            time.sleep(POD_DRAIN_S)
+            hold(POD_DRAIN_S, describe="the pod's drain after SIGTERM")
     finally:
         simulator.log("INFO", "stopping on signal")
         simulator.stop()
