@@ -20,7 +20,7 @@ from rollback_drill.runbook.drill import (
     confirmation_problems,
     effective_time_scale,
     hold,
-    measure_targets,
+    record_measured_targets,
     triage_hold_s,
 )
 from rollback_drill.runbook.restore import put_back
@@ -396,8 +396,7 @@ def _within_budget(step_grouper, recorder, drill_config):
 
 def _targets(marks, probes, recorder, drill_config, injection):
     limits = {name: value for name, value in drill_config.budget_overrides_s.items() if name in TARGET_NAMES}
-    targets = measure_targets(marks, probes, injection.name, limits)
-    recorder.set_targets([t.as_evidence() for t in targets])
+    targets = record_measured_targets(recorder, marks, probes, injection.name, limits)
     return {t.name: t for t in targets}
 
 

@@ -55,6 +55,11 @@ def add_commands(subparsers: SubParsers) -> None:
         metavar="FILE",
         help="OpenSSH allowed-signers file: verify who signed (without it, only that the signatures match)",
     )
+    check.add_argument(
+        "--recompute",
+        action="store_true",
+        help="measure every step time and drill target again from timeline.jsonl and fail on any difference",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_cmd_verify)
 
@@ -109,7 +114,7 @@ def _out(text: str) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     signers = Path(args.allowed_signers) if args.allowed_signers else None
-    report = verify(Path(args.dir), allowed_signers=signers)
+    report = verify(Path(args.dir), allowed_signers=signers, recompute_from_timeline=args.recompute)
     if args.json:
         _print_json(report.as_json())
     else:
@@ -128,7 +133,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _print_verify(report: VerifyReport, signers: Path | None) -> None:
     _out(f"bundle {report.bundle_dir}: drill {report.drill_id}, verdict {report.verdict}")
     _out(f"  {MANIFEST_NAME}: sha256 {report.manifest_sha256}, {report.files_checked} files")
-    file_problems = [p for p in report.problems if p.kind != "approval"]
+    file_problems = [p for p in report.problems if p.kind not in {"approval", "recompute"}]
     if file_problems:
         _out("  FILES DO NOT MATCH:")
         for problem in file_problems:
@@ -152,6 +157,15 @@ def _print_verify(report: VerifyReport, signers: Path | None) -> None:
         )
     if report.missing_roles:
         _out(f"  not approved yet by: {', '.join(report.missing_roles)}")
+    recomputation = report.recomputation
+    if recomputation is not None:
+        checked = f"{recomputation.steps_checked} step(s) and {recomputation.targets_checked} target(s)"
+        if recomputation.ok:
+            _out(f"  recomputed from the timeline: {checked}, all as evidence.json states")
+        else:
+            _out(f"  recomputed from the timeline: {checked}; evidence.json DIFFERS:")
+            for difference in recomputation.differences:
+                _out(f"    {difference}")
     _out("verified" if report.ok else "NOT VERIFIED")
 
 
