@@ -23,6 +23,8 @@ from rollback_drill.evidence.bundle import MANIFEST_NAME, has_approvals, require
 from rollback_drill.evidence.history import (
     DEFAULT_SLOWER_THAN_MEDIAN_PCT,
     PILOT_BASELINE_S,
+    HistoryCheck,
+    check_history,
     compare,
     history_path,
     load_history,
@@ -89,6 +91,12 @@ def add_commands(subparsers: SubParsers) -> None:
         help="flag a step slower than the median of earlier drills by more than P %% (default %(default)s)",
     )
     history.set_defaults(func=_cmd_history)
+    history_actions = history.add_subparsers(dest="history_command", required=False, metavar="ACTION")
+    chain = history_actions.add_parser(
+        "verify", help="walk the history's chain; exit 1 naming the first removed, edited or reordered line"
+    )
+    chain.add_argument("--json", action="store_true", help="print one JSON object")
+    chain.set_defaults(func=_cmd_history_verify)
 
     schedule = subparsers.add_parser("schedule", help="the runbook's drill schedule: pre-phase and quarterly drills")
     schedule.add_argument("--json", action="store_true", help="print one JSON object")
@@ -241,6 +249,31 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_history_verify(args: argparse.Namespace) -> int:
+    check = check_history()
+    if args.json:
+        _print_json(check.as_json())
+    else:
+        _print_history_check(check)
+    return EXIT_OK if check.ok else EXIT_FAILED
+
+
+def _print_history_check(check: HistoryCheck) -> None:
+    _out(f"history {check.path}: {check.lines} line(s)")
+    if check.unchained:
+        _out(
+            f"  unchained (written before lines were chained; not counted): line(s) "
+            f"{', '.join(str(n) for n in check.unchained)}"
+        )
+    _out(f"  chained: {check.chained} line(s), head sha256 {check.head_sha256 or '-'}")
+    if check.first_break is None:
+        _out("chain verified")
+    else:
+        _out(f"  CHAIN BROKEN at {check.first_break}")
+        _out("  drills from there on are not counted by `rollback-drill schedule`")
+        _out("NOT VERIFIED")
+
+
 # -- schedule --------------------------------------------------------------------------
 
 
@@ -258,7 +291,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     signers = Path(args.allowed_signers) if args.allowed_signers else None
     if signers is not None and not signers.is_file():
         raise InputError(f"--allowed-signers {signers} is not a readable file")
-    status = schedule_status(config, load_history(), _parse_day(args.today), allowed_signers=signers)
+    chain = check_history()
+    status = schedule_status(
+        config, chain.counted, _parse_day(args.today), allowed_signers=signers, history_check=chain
+    )
     if args.json:
         _print_json(status.as_json())
     else:
@@ -268,6 +304,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 def _print_schedule(status: ScheduleStatus) -> None:
     _out(f"drill schedule as of {status.today.isoformat()}")
+    for drill_id, why in status.uncounted:
+        _out(f"  not counted: {drill_id}: {why}")
     last = status.last_drill
     _out(f"  last drill: {f'{last.drill_id} ({last.verdict}, {last.day})' if last else 'none'}")
     if status.next_quarterly_due is None:
