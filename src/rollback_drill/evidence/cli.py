@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from rollback_drill.config import load_config
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import MANIFEST_NAME, has_approvals, require_bundle, seal
+from rollback_drill.evidence.attest import attest, key_id, machine_key, machine_key_path, public_key_pem
+from rollback_drill.evidence.bundle import ATTESTATION_NAME, MANIFEST_NAME, has_approvals, require_bundle, seal
 from rollback_drill.evidence.history import (
     DEFAULT_SLOWER_THAN_MEDIAN_PCT,
     PILOT_BASELINE_S,
@@ -58,12 +59,22 @@ def add_commands(subparsers: SubParsers) -> None:
         help="OpenSSH allowed-signers file: verify who signed (without it, only that the signatures match)",
     )
     check.add_argument(
+        "--attestation-key",
+        metavar="PEM",
+        help="the drill machine's public key (`rollback-drill evidence key`); default: this machine's own",
+    )
+    check.add_argument(
         "--recompute",
         action="store_true",
         help="measure every step time and drill target again from timeline.jsonl and fail on any difference",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_cmd_verify)
+
+    show_key = actions.add_parser(
+        "key", help="print this machine's attestation public key (created on first use), for auditors"
+    )
+    show_key.set_defaults(func=_cmd_key)
 
     approve = actions.add_parser("sign", help="approve a sealed bundle with an OpenSSH key")
     approve.add_argument("dir", metavar="DIR", help="the bundle, reports/<drill_id>/")
@@ -122,7 +133,12 @@ def _out(text: str) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     signers = Path(args.allowed_signers) if args.allowed_signers else None
-    report = verify(Path(args.dir), allowed_signers=signers, recompute_from_timeline=args.recompute)
+    report = verify(
+        Path(args.dir),
+        allowed_signers=signers,
+        recompute_from_timeline=args.recompute,
+        attestation_key=Path(args.attestation_key) if args.attestation_key else None,
+    )
     if args.json:
         _print_json(report.as_json())
     else:
@@ -141,7 +157,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _print_verify(report: VerifyReport, signers: Path | None) -> None:
     _out(f"bundle {report.bundle_dir}: drill {report.drill_id}, verdict {report.verdict}")
     _out(f"  {MANIFEST_NAME}: sha256 {report.manifest_sha256}, {report.files_checked} files")
-    file_problems = [p for p in report.problems if p.kind not in {"approval", "recompute"}]
+    file_problems = [p for p in report.problems if p.kind not in {"approval", "recompute", "attestation"}]
     if file_problems:
         _out("  FILES DO NOT MATCH:")
         for problem in file_problems:
@@ -165,6 +181,7 @@ def _print_verify(report: VerifyReport, signers: Path | None) -> None:
         )
     if report.missing_roles:
         _out(f"  not approved yet by: {', '.join(report.missing_roles)}")
+    _print_attestation(report)
     recomputation = report.recomputation
     if recomputation is not None:
         checked = f"{recomputation.steps_checked} step(s) and {recomputation.targets_checked} target(s)"
@@ -175,6 +192,32 @@ def _print_verify(report: VerifyReport, signers: Path | None) -> None:
             for difference in recomputation.differences:
                 _out(f"    {difference}")
     _out("verified" if report.ok else "NOT VERIFIED")
+
+
+def _print_attestation(report: VerifyReport) -> None:
+    check = report.attestation
+    if check is None or not check.present:
+        _out(f"  {ATTESTATION_NAME}: none")
+        return
+    signed = (
+        f"signature verified with key {check.key_id}"
+        if check.signature_checked
+        else ("signature NOT checked: no key on this machine; pass --attestation-key PEM")
+    )
+    problems = [p for p in report.problems if p.kind == "attestation"]
+    if problems:
+        _out(f"  {ATTESTATION_NAME}: DOES NOT MATCH")
+        for problem in problems:
+            _out(f"    {problem}")
+    else:
+        _out(f"  {ATTESTATION_NAME}: result {check.result}, {signed}, subjects match the manifest")
+
+
+def _cmd_key(_args: argparse.Namespace) -> int:
+    key = machine_key().public_key()
+    _out(f"# rollback-drill attestation key {key_id(key)} ({machine_key_path()})")
+    print(public_key_pem(key), end="")
+    return EXIT_OK
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
@@ -202,7 +245,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             )
         written = [render_report(bundle), render_rca(bundle)]
         if (bundle / MANIFEST_NAME).is_file():
-            written.append(seal(bundle))
+            written += [seal(bundle), attest(bundle)]
     for path in written:
         _out(f"wrote {path}")
     return EXIT_OK

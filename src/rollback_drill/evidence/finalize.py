@@ -1,7 +1,7 @@
 # Copyright 2026 The rollback-drill authors
 # SPDX-License-Identifier: Apache-2.0
-"""The end of a drill: mask what slipped past the redactor, render the report and the RCA, seal, and
-append the drill to the history.
+"""The end of a drill: mask what slipped past the redactor, render the report and the RCA, seal, attest,
+and append the drill to the history.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollback_drill.errors import DrillError, InputError
+from rollback_drill.evidence.attest import attest
 from rollback_drill.evidence.bundle import (
     add_warnings,
     has_approvals,
@@ -31,7 +32,8 @@ def finalize_bundle(
 ) -> Path:
     """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
     secret left in the bundle, render ``report.html`` and ``rca.md``, seal the manifest,
-    and append the drill to the history. Returns the manifest's path.
+    sign the attestation of the sealed files with the machine's key, and append the drill to
+    the history. Returns the manifest's path.
 
     Works on an aborted bundle too (a drill killed mid-way, evidence.json with verdict
     ``aborted``): the result still verifies. ``history_file`` defaults to
@@ -55,5 +57,6 @@ def finalize_bundle(
         raise DrillError(
             f"bundle {bundle_dir} still holds a secret in {', '.join(leaks)} after sealing; do not share it"
         )
+    attest(bundle_dir)
     append_history(bundle_dir, redactor=redactor, history_file=history_file)
     return manifest

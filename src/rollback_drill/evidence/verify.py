@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.errors import InputError
+from rollback_drill.evidence.attest import (
+    AttestationCheck,
+    check_attestation,
+    load_public_key,
+    machine_public_key,
+)
 from rollback_drill.evidence.bundle import (
+    ATTESTATION_NAME,
     Problem,
     check_files,
     load_evidence,
@@ -43,6 +50,7 @@ class VerifyReport:
     """The roles whose approval the runbook asks for."""
     recomputation: Recomputation | None = None
     """The steps and targets measured again from the timeline (``--recompute``), else None."""
+    attestation: AttestationCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +93,15 @@ class VerifyReport:
             ],
             "approved_roles": list(self.approved_roles),
             "missing_roles": list(self.missing_roles),
+            "attestation": None
+            if self.attestation is None
+            else {
+                "present": self.attestation.present,
+                "signature_checked": self.attestation.signature_checked,
+                "key_id": self.attestation.key_id,
+                "result": self.attestation.result,
+                "ok": self.attestation.ok,
+            },
             "recomputed": None
             if self.recomputation is None
             else {
@@ -105,7 +122,13 @@ class VerifyReport:
         }
 
 
-def verify(bundle_dir: Path, *, allowed_signers: Path | None, recompute_from_timeline: bool = False) -> VerifyReport:
+def verify(
+    bundle_dir: Path,
+    *,
+    allowed_signers: Path | None,
+    recompute_from_timeline: bool = False,
+    attestation_key: Path | None = None,
+) -> VerifyReport:
     """Recompute every hash, validate evidence.json and check the approvals.
 
     Raises InputError when ``bundle_dir`` is not a sealed bundle (no evidence.json or no
@@ -115,6 +138,11 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None, recompute_from_tim
     With ``allowed_signers`` every approval must verify (``ssh-keygen -Y verify``) as a
     principal of that file; without it, signatures are checked against the key they carry
     (``ssh-keygen -Y check-novalidate``), which proves integrity but not identity.
+
+    The attestation's envelopes must verify with ``attestation_key`` (a PEM public key) or, without
+    it, this machine's key when it has one; their subjects must match the manifest, each file
+    whose digest differs named. A bundle without an attestation is a problem only when
+    ``attestation_key`` is given.
 
     With ``recompute_from_timeline`` every runbook step's time and every drill target is measured
     again from timeline.jsonl alone; each value of evidence.json it does not bear out is a
@@ -130,6 +158,13 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None, recompute_from_tim
     approvals = check_approvals(
         bundle_dir, manifest_bytes=files.manifest_bytes, drill_id=files.drill_id, allowed_signers=allowed_signers
     )
+    public_key = load_public_key(attestation_key) if attestation_key is not None else machine_public_key()
+    attestation = check_attestation(bundle_dir, public_key=public_key)
+    attestation_problems = list(attestation.problems)
+    if attestation_key is not None and not attestation.present:
+        attestation_problems.append(
+            Problem("attestation", ATTESTATION_NAME, "is missing, so nothing is signed by the drill's key")
+        )
     recomputation = None
     # A damaged evidence.json is already a problem of its own; there is nothing to recompute against.
     if recompute_from_timeline and not any(p.kind == "evidence" for p in files.problems):
@@ -144,10 +179,12 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None, recompute_from_tim
         problems=(
             *files.problems,
             *(Problem("approval", a.file, a.detail) for a in approvals if not a.ok),
+            *attestation_problems,
             *(Problem("recompute", EVIDENCE_NAME, str(d)) for d in measured),
         ),
         approvals=tuple(approvals),
         identity_checked=allowed_signers is not None,
         roles=ROLES,
         recomputation=recomputation,
+        attestation=attestation,
     )
