@@ -43,7 +43,7 @@ from rollback_drill.timing.clock import FakeClock
 
 START = datetime(2026, 3, 2, 14, 5, 9, tzinfo=UTC)
 ARTIFACT = "backups/repo_config_pre_rollback.yaml"
-SEALED = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", ARTIFACT)
+SEALED = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", "controls.json", ARTIFACT)
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from rollback_drill.timing.clock import FakeClock
 
 START = datetime(2026, 3, 2, 14, 5, 9, tzinfo=UTC)
 ARTIFACT = "backups/repo_config_pre_rollback.yaml"
-SEALED_FILES = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", ARTIFACT)
+SEALED_FILES = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", "controls.json", ARTIFACT)
 MANIFEST_LINE = re.compile(r"^[0-9a-f]{64}  \S.*$")
 
 

@@ -18,6 +18,7 @@ from rollback_drill.evidence.bundle import (
     scan_for_secrets,
     seal,
 )
+from rollback_drill.evidence.controls import write_controls
 from rollback_drill.evidence.history import append_history
 from rollback_drill.evidence.rca import render_rca
 from rollback_drill.evidence.redact import REDACTOR, Redactor
@@ -31,7 +32,7 @@ def finalize_bundle(
     history_file: Path | None = None,
 ) -> Path:
     """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
-    secret left in the bundle, render ``report.html`` and ``rca.md``, seal the manifest,
+    secret left in the bundle, write ``controls.json``, render ``report.html`` and ``rca.md``, seal the manifest,
     sign the attestation of the sealed files with the machine's key, and append the drill to
     the history. Returns the manifest's path.
 
@@ -48,6 +49,7 @@ def finalize_bundle(
         )
     warnings, binary = mask_secrets_in_place(bundle_dir, redactor)
     add_warnings(bundle_dir, warnings, redactor)
+    write_controls(bundle_dir, redactor=redactor)
     render_report(bundle_dir, redactor=redactor)
     render_rca(bundle_dir, redactor=redactor)
     manifest = seal(bundle_dir, redactor=redactor)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError
+from rollback_drill.evidence.controls import next_quarterly_due
 from rollback_drill.evidence.history import HistoryCheck, HistoryEntry
 from rollback_drill.evidence.sign import ROLES
 from rollback_drill.evidence.verify import VerifyReport, verify
@@ -247,7 +248,7 @@ def schedule_status(
     next_due: date | None = None
     overdue, days_overdue = True, 0
     if last_passed is not None and last_passed.day is not None:
-        next_due = last_passed.day + timedelta(days=drills.quarterly_days)
+        next_due = next_quarterly_due(last_passed.day, drills.quarterly_days)
         overdue = today > next_due
         days_overdue = (today - next_due).days if overdue else 0
     pre_phase = tuple(
