@@ -246,10 +246,18 @@ def test_a_changed_statement_fails_its_signature(bundle):
     assert "envelope 1: no signature verifies" in report.problems[0].detail
 
 
-def test_a_statement_signed_by_another_key_fails(bundle, tmp_path):
-    attest(bundle, key=Ed25519PrivateKey.generate())
-    report = verify(bundle, allowed_signers=None)
+def test_a_statement_signed_by_another_key_fails_against_the_drills_key(bundle, tmp_path):
+    pem = tmp_path / "drill.pub"
+    pem.write_text(public_key_pem(machine_key().public_key()), encoding="utf-8")
+    other = Ed25519PrivateKey.generate()
+    attest(bundle, key=other)
+    report = verify(bundle, allowed_signers=None, attestation_key=pem)
     assert attestation_problems(report) == {ATTESTATION_NAME}
+    # Without a key given, a bundle signed elsewhere is checked for integrity and says whose key to ask for.
+    elsewhere = verify(bundle, allowed_signers=None)
+    assert elsewhere.ok
+    assert not elsewhere.attestation.signature_checked
+    assert elsewhere.attestation.signed_by == (key_id(other.public_key()),)
 
 
 def test_a_dropped_statement_is_named(bundle):

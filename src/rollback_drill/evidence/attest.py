@@ -251,11 +251,14 @@ class AttestationCheck:
 
     present: bool
     signature_checked: bool
-    """False when there was no key to check against (none given, none on this machine)."""
+    """False when there was no key to check against: none given, and none on this machine or
+    the envelopes name another key than this machine's."""
     key_id: str | None
     result: str | None
     """The test-result predicate's result."""
     problems: tuple[Problem, ...]
+    signed_by: tuple[str, ...] = ()
+    """The key ids the envelopes name."""
 
     @property
     def ok(self) -> bool:
@@ -266,15 +269,20 @@ def _problem(detail: str, path: str = ATTESTATION_NAME) -> Problem:
     return Problem("attestation", path, detail)
 
 
-def _open_envelope(line: str, number: int, key: Ed25519PublicKey | None) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """The statement of one envelope line, and what is wrong with it."""
+def _open_envelope(
+    line: str, number: int, key: Ed25519PublicKey | None
+) -> tuple[dict[str, Any] | None, list[Problem], set[str]]:
+    """The statement of one envelope line, what is wrong with it, and the key ids it claims."""
     try:
         env = json.loads(line)
         payload = base64.b64decode(env["payload"], validate=True)
         payload_type = env["payloadType"]
         signatures = env["signatures"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, [_problem(f"envelope {number} is not a DSSE envelope")]
+        return None, [_problem(f"envelope {number} is not a DSSE envelope")], set()
+    claimed = (
+        {str(s.get("keyid")) for s in signatures if isinstance(s, dict)} if isinstance(signatures, list) else set()
+    )
     problems = []
     if payload_type != PAYLOAD_TYPE:
         problems.append(_problem(f"envelope {number} has payloadType {payload_type!r}, not {PAYLOAD_TYPE}"))
@@ -296,8 +304,8 @@ def _open_envelope(line: str, number: int, key: Ed25519PublicKey | None) -> tupl
     try:
         statement = json.loads(payload)
     except json.JSONDecodeError:
-        return None, [*problems, _problem(f"envelope {number}'s payload is not JSON")]
-    return statement if isinstance(statement, dict) else None, problems
+        return None, [*problems, _problem(f"envelope {number}'s payload is not JSON")], claimed
+    return statement if isinstance(statement, dict) else None, problems, claimed
 
 
 def _subject_problems(statement: dict[str, Any], expected: dict[str, str], number: int) -> list[Problem]:
@@ -323,11 +331,16 @@ def _subject_problems(statement: dict[str, Any], expected: dict[str, str], numbe
     return problems
 
 
-def check_attestation(bundle_dir: Path, *, public_key: Ed25519PublicKey | None) -> AttestationCheck:
+def check_attestation(
+    bundle_dir: Path, *, public_key: Ed25519PublicKey | None, key_required: bool = True
+) -> AttestationCheck:
     """Check the envelopes' signatures against ``public_key`` and their subjects against the manifest.
 
     Each file whose digest differs between the manifest and a statement is named. Without a key
-    the subjects are still compared, but ``signature_checked`` is False.
+    the subjects are still compared, but ``signature_checked`` is False. With ``key_required``
+    False (this machine's key, not one the auditor gave), envelopes that name another key are
+    not checked against it either: a bundle from another machine is then checked for integrity,
+    not for who signed it, and ``signed_by`` says which key to ask for.
     """
     path = Path(bundle_dir) / ATTESTATION_NAME
     if not path.is_file():
@@ -341,8 +354,15 @@ def check_attestation(bundle_dir: Path, *, public_key: Ed25519PublicKey | None) 
     if not lines:
         problems.append(_problem("holds no envelope"))
     kinds = set()
+    signed_by: set[str] = set()
+    checked = public_key is not None
     for number, line in enumerate(lines, start=1):
-        statement, found = _open_envelope(line, number, public_key)
+        claimed = _open_envelope(line, number, None)[2]
+        signed_by |= claimed
+        key = public_key
+        if key is not None and not key_required and key_id(key) not in claimed:
+            key, checked = None, False
+        statement, found, _ = _open_envelope(line, number, key)
         problems += found
         if statement is None:
             continue
@@ -354,10 +374,11 @@ def check_attestation(bundle_dir: Path, *, public_key: Ed25519PublicKey | None) 
     problems += [_problem(f"has no statement with predicateType {kind}") for kind in sorted(missing)]
     return AttestationCheck(
         present=True,
-        signature_checked=public_key is not None,
+        signature_checked=checked and bool(lines),
         key_id=key_id(public_key) if public_key is not None else None,
         result=result,
         problems=tuple(problems),
+        signed_by=tuple(sorted(signed_by)),
     )
 
 

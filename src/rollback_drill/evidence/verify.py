@@ -99,6 +99,7 @@ class VerifyReport:
                 "present": self.attestation.present,
                 "signature_checked": self.attestation.signature_checked,
                 "key_id": self.attestation.key_id,
+                "signed_by": list(self.attestation.signed_by),
                 "result": self.attestation.result,
                 "ok": self.attestation.ok,
             },
@@ -140,7 +141,8 @@ def verify(
     (``ssh-keygen -Y check-novalidate``), which proves integrity but not identity.
 
     The attestation's envelopes must verify with ``attestation_key`` (a PEM public key) or, without
-    it, this machine's key when it has one; their subjects must match the manifest, each file
+    it, with this machine's key when they name it (a bundle signed elsewhere is then reported as
+    not checked for who signed it, not as failing); their subjects must match the manifest, each file
     whose digest differs named. A bundle without an attestation is a problem only when
     ``attestation_key`` is given.
 
@@ -159,7 +161,7 @@ def verify(
         bundle_dir, manifest_bytes=files.manifest_bytes, drill_id=files.drill_id, allowed_signers=allowed_signers
     )
     public_key = load_public_key(attestation_key) if attestation_key is not None else machine_public_key()
-    attestation = check_attestation(bundle_dir, public_key=public_key)
+    attestation = check_attestation(bundle_dir, public_key=public_key, key_required=attestation_key is not None)
     attestation_problems = list(attestation.problems)
     if attestation_key is not None and not attestation.present:
         attestation_problems.append(
