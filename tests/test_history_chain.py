@@ -17,9 +17,10 @@ from rollback_drill.cli import main
 from rollback_drill.config import Drills, load_config
 from rollback_drill.evidence import Recorder, Redactor
 from rollback_drill.evidence.bundle import MANIFEST_NAME, sha256_bytes
-from rollback_drill.evidence.finalize import finalize_bundle
+from rollback_drill.evidence.finalize import finalize_bundle, reseal_with_added_files
 from rollback_drill.evidence.history import CHAIN_START, check_history, history_path, line_sha256
 from rollback_drill.evidence.schedule import schedule_status
+from rollback_drill.evidence.verify import verify
 from rollback_drill.timing.clock import FakeClock
 
 
@@ -169,3 +170,29 @@ def test_history_verify_command(four_drills, capsys):
     assert json.loads(capsys.readouterr().out)["first_break"]["line"] == 3
     assert main(["schedule", "--today", "2026-01-10"]) == 0
     assert "not counted: the rest of the history: the chain breaks at line 3" in capsys.readouterr().out
+
+
+def test_files_added_after_finalizing_are_sealed_attested_and_recorded_again(four_drills, config):
+    bundle = four_drills[-1]
+    (bundle / "junit.xml").write_text("<testsuites/>\n", encoding="utf-8")
+    reseal_with_added_files(bundle)
+    report = verify(bundle, allowed_signers=None)
+    assert report.ok, report.problems
+    assert report.attestation.present
+    assert report.attestation.signature_checked
+    check = check_history()
+    assert check.ok
+    assert check.chained == 5
+    assert check.counted[-1].manifest_sha256 == report.manifest_sha256
+    assert quarterly_due(config) == date(2026, 4, 4)
+
+
+def test_a_bundle_never_finalized_is_only_sealed_when_files_are_added(tmp_path):
+    rec = Recorder.create(
+        tmp_path / "reports", incident="mass-failure", clock=FakeClock(datetime(2026, 1, 5, tzinfo=UTC))
+    )
+    rec.abort("the drill's process died")
+    (rec.bundle_dir / "junit.xml").write_text("<testsuites/>\n", encoding="utf-8")
+    reseal_with_added_files(rec.bundle_dir, redactor=Redactor())
+    assert verify(rec.bundle_dir, allowed_signers=None).ok
+    assert not history_path().exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 from rollback_drill.errors import DrillError, InputError
 from rollback_drill.evidence.attest import attest
 from rollback_drill.evidence.bundle import (
+    MANIFEST_NAME,
     add_warnings,
     has_approvals,
     mask_secrets_in_place,
@@ -61,4 +62,25 @@ def finalize_bundle(
         )
     attest(bundle_dir)
     append_history(bundle_dir, redactor=redactor, history_file=history_file)
+    return manifest
+
+
+def reseal_with_added_files(
+    bundle_dir: Path, *, redactor: Redactor | None = None, history_file: Path | None = None
+) -> Path:
+    """Seal a finalized bundle again after files were added to it (the test runner's reports), and
+    bring what names its manifest up to date: a new attestation, and a history line for the drill
+    with the new manifest (the history keeps a drill's last line). Returns the manifest's path.
+
+    A bundle that was never finalized (the drill's process died first) is only sealed: it has no
+    attestation or history line to bring up to date. Refused (InputError, by ``seal``) once the
+    bundle is signed and the files changed.
+    """
+    bundle_dir = require_bundle(bundle_dir)
+    redactor = redactor if redactor is not None else REDACTOR
+    finalized = (bundle_dir / MANIFEST_NAME).is_file()
+    manifest = seal(bundle_dir, redactor=redactor)
+    if finalized:
+        attest(bundle_dir)
+        append_history(bundle_dir, redactor=redactor, history_file=history_file)
     return manifest
