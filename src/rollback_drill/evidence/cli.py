@@ -1,10 +1,11 @@
 # Copyright 2026 The rollback-drill authors
 # SPDX-License-Identifier: Apache-2.0
-"""The evidence commands of ``rollback-drill``: ``evidence verify|sign|report``, ``history``, ``schedule``.
+"""The evidence commands of ``rollback-drill``: ``evidence verify|key|sign|report``, ``history [verify]``,
+``schedule``.
 
 ``add_commands`` adds them to the main parser's subcommands. Each handler returns the
-exit code (CONVENTIONS): 0 done, 1 a bundle does not verify (or, with ``schedule
---check``, the schedule needs attention); bad input raises InputError, which the main
+exit code (CONVENTIONS): 0 done, 1 a bundle does not verify (or the history's chain is broken,
+or, with ``schedule --check``, the schedule needs attention); bad input raises InputError, which the main
 command turns into exit 2 with one line on stderr.
 """
 
