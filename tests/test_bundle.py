@@ -17,14 +17,14 @@ import pytest
 
 from rollback_drill.errors import InputError
 from rollback_drill.evidence import EVIDENCE_NAME, TIMELINE_NAME, Recorder, Redactor, validate_evidence
-from rollback_drill.evidence.bundle import MANIFEST_NAME, check_files, scan_for_secrets, seal
+from rollback_drill.evidence.bundle import ATTESTATION_NAME, MANIFEST_NAME, check_files, scan_for_secrets, seal
 from rollback_drill.evidence.finalize import finalize_bundle
 from rollback_drill.evidence.verify import verify
 from rollback_drill.timing.clock import FakeClock
 
 START = datetime(2026, 3, 2, 14, 5, 9, tzinfo=UTC)
 ARTIFACT = "backups/repo_config_pre_rollback.yaml"
-SEALED_FILES = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", ARTIFACT)
+SEALED_FILES = (EVIDENCE_NAME, TIMELINE_NAME, "report.html", "rca.md", "controls.json", ARTIFACT)
 MANIFEST_LINE = re.compile(r"^[0-9a-f]{64}  \S.*$")
 
 
@@ -164,7 +164,7 @@ def test_one_changed_byte_in_any_file_fails_naming_that_file(bundle, name):
 
 def test_the_parametrized_files_are_every_file_of_the_bundle(bundle):
     on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
-    assert on_disk == {*SEALED_FILES, MANIFEST_NAME}
+    assert on_disk == {*SEALED_FILES, MANIFEST_NAME, ATTESTATION_NAME}
 
 
 def test_a_changed_hash_in_the_manifest_names_the_file_it_lists(bundle):

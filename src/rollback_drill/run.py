@@ -23,7 +23,7 @@ from pathlib import Path
 from rollback_drill import environment
 from rollback_drill.environment import EnvironmentState, known_drill_fingerprints
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import seal
+from rollback_drill.evidence.finalize import reseal_with_added_files
 from rollback_drill.flowengine.incidents import CATALOGUE
 from rollback_drill.kube.lock import DrillLock, default_holder
 from rollback_drill.notify import notifier_from_config
@@ -89,12 +89,13 @@ def check_options(args: argparse.Namespace) -> Settings:
 
 
 def add_test_reports(bundle: Path, scratch: Path) -> None:
-    """The Allure results and the JUnit XML of the run belong to the record: move them in and seal again."""
+    """The Allure results and the JUnit XML of the run belong to the record: move them in and seal again
+    (with a new attestation and history line, which name the manifest)."""
     if (scratch / "allure-results").is_dir():
         shutil.copytree(scratch / "allure-results", bundle / "allure-results", dirs_exist_ok=True)
     if (scratch / "junit.xml").is_file():
         shutil.copy2(scratch / "junit.xml", bundle / "junit.xml")
-    seal(bundle)
+    reseal_with_added_files(bundle)
 
 
 def chosen_scenario_marker(settings: Settings) -> str:

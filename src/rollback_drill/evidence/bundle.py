@@ -39,6 +39,8 @@ from rollback_drill.evidence.schema import validate_evidence
 
 MANIFEST_NAME: Final = "MANIFEST.sha256"
 APPROVALS_DIR: Final = "approvals"
+ATTESTATION_NAME: Final = "attestation.intoto.jsonl"
+"""The signed in-toto attestation (evidence.attest). It names the sealed files, so it lies outside the manifest."""
 REPORT_NAME: Final = "report.html"
 RCA_NAME: Final = "rca.md"
 
@@ -115,7 +117,7 @@ def require_bundle(bundle_dir: Path, *, sealed: bool = False) -> Path:
 
 
 def _excluded(relative: str) -> bool:
-    return relative in {MANIFEST_NAME, APPROVALS_DIR} or relative.startswith(APPROVALS_DIR + "/")
+    return relative in {MANIFEST_NAME, APPROVALS_DIR, ATTESTATION_NAME} or relative.startswith(APPROVALS_DIR + "/")
 
 
 def bundle_files(bundle_dir: Path) -> tuple[list[str], list[str]]:
@@ -230,7 +232,8 @@ def seal(bundle_dir: Path, *, redactor: Redactor | None = None) -> Path:
     """Write ``MANIFEST.sha256`` over every file of the bundle (except itself and
     ``approvals/``) and record them as evidence.json's ``artifacts``. Returns the manifest's path.
 
-    Sealing again after a file changed is allowed until someone has signed: a bundle
+    Sealing again after a file changed is allowed until someone has signed, and removes the
+    attestation, which named the files as they were (``evidence.attest`` writes a new one): a bundle
     with approvals is refused (InputError) if sealing would change its manifest, because
     that would void the signatures.
     """
@@ -278,6 +281,8 @@ def seal(bundle_dir: Path, *, redactor: Redactor | None = None) -> Path:
         )
     write_atomic(bundle_dir / EVIDENCE_NAME, new_evidence)
     write_atomic(manifest_path, text)
+    # The attestation names the files as they were sealed before; it no longer speaks for them.
+    (bundle_dir / ATTESTATION_NAME).unlink(missing_ok=True)
     return manifest_path
 
 

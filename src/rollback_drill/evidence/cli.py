@@ -1,10 +1,11 @@
 # Copyright 2026 The rollback-drill authors
 # SPDX-License-Identifier: Apache-2.0
-"""The evidence commands of ``rollback-drill``: ``evidence verify|sign|report``, ``history``, ``schedule``.
+"""The evidence commands of ``rollback-drill``: ``evidence verify|key|sign|report``, ``history [verify]``,
+``schedule``.
 
 ``add_commands`` adds them to the main parser's subcommands. Each handler returns the
-exit code (CONVENTIONS): 0 done, 1 a bundle does not verify (or, with ``schedule
---check``, the schedule needs attention); bad input raises InputError, which the main
+exit code (CONVENTIONS): 0 done, 1 a bundle does not verify (or the history's chain is broken,
+or, with ``schedule --check``, the schedule needs attention); bad input raises InputError, which the main
 command turns into exit 2 with one line on stderr.
 """
 
@@ -19,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from rollback_drill.config import load_config
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import MANIFEST_NAME, has_approvals, require_bundle, seal
+from rollback_drill.evidence.attest import attest, key_id, machine_key, machine_key_path, public_key_pem
+from rollback_drill.evidence.bundle import ATTESTATION_NAME, MANIFEST_NAME, has_approvals, require_bundle, seal
 from rollback_drill.evidence.history import (
     DEFAULT_SLOWER_THAN_MEDIAN_PCT,
     PILOT_BASELINE_S,
+    HistoryCheck,
+    check_history,
     compare,
     history_path,
     load_history,
@@ -55,8 +59,23 @@ def add_commands(subparsers: SubParsers) -> None:
         metavar="FILE",
         help="OpenSSH allowed-signers file: verify who signed (without it, only that the signatures match)",
     )
+    check.add_argument(
+        "--attestation-key",
+        metavar="PEM",
+        help="the drill machine's public key (`rollback-drill evidence key`); default: this machine's own",
+    )
+    check.add_argument(
+        "--recompute",
+        action="store_true",
+        help="measure every step time and drill target again from timeline.jsonl and fail on any difference",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_cmd_verify)
+
+    show_key = actions.add_parser(
+        "key", help="print this machine's attestation public key (created on first use), for auditors"
+    )
+    show_key.set_defaults(func=_cmd_key)
 
     approve = actions.add_parser("sign", help="approve a sealed bundle with an OpenSSH key")
     approve.add_argument("dir", metavar="DIR", help="the bundle, reports/<drill_id>/")
@@ -84,6 +103,12 @@ def add_commands(subparsers: SubParsers) -> None:
         help="flag a step slower than the median of earlier drills by more than P %% (default %(default)s)",
     )
     history.set_defaults(func=_cmd_history)
+    history_actions = history.add_subparsers(dest="history_command", required=False, metavar="ACTION")
+    chain = history_actions.add_parser(
+        "verify", help="walk the history's chain; exit 1 naming the first removed, edited or reordered line"
+    )
+    chain.add_argument("--json", action="store_true", help="print one JSON object")
+    chain.set_defaults(func=_cmd_history_verify)
 
     schedule = subparsers.add_parser("schedule", help="the runbook's drill schedule: pre-phase and quarterly drills")
     schedule.add_argument("--json", action="store_true", help="print one JSON object")
@@ -109,7 +134,12 @@ def _out(text: str) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     signers = Path(args.allowed_signers) if args.allowed_signers else None
-    report = verify(Path(args.dir), allowed_signers=signers)
+    report = verify(
+        Path(args.dir),
+        allowed_signers=signers,
+        recompute_from_timeline=args.recompute,
+        attestation_key=Path(args.attestation_key) if args.attestation_key else None,
+    )
     if args.json:
         _print_json(report.as_json())
     else:
@@ -128,7 +158,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _print_verify(report: VerifyReport, signers: Path | None) -> None:
     _out(f"bundle {report.bundle_dir}: drill {report.drill_id}, verdict {report.verdict}")
     _out(f"  {MANIFEST_NAME}: sha256 {report.manifest_sha256}, {report.files_checked} files")
-    file_problems = [p for p in report.problems if p.kind != "approval"]
+    file_problems = [p for p in report.problems if p.kind not in {"approval", "recompute", "attestation"}]
     if file_problems:
         _out("  FILES DO NOT MATCH:")
         for problem in file_problems:
@@ -152,7 +182,43 @@ def _print_verify(report: VerifyReport, signers: Path | None) -> None:
         )
     if report.missing_roles:
         _out(f"  not approved yet by: {', '.join(report.missing_roles)}")
+    _print_attestation(report)
+    recomputation = report.recomputation
+    if recomputation is not None:
+        checked = f"{recomputation.steps_checked} step(s) and {recomputation.targets_checked} target(s)"
+        if recomputation.ok:
+            _out(f"  recomputed from the timeline: {checked}, all as evidence.json states")
+        else:
+            _out(f"  recomputed from the timeline: {checked}; evidence.json DIFFERS:")
+            for difference in recomputation.differences:
+                _out(f"    {difference}")
     _out("verified" if report.ok else "NOT VERIFIED")
+
+
+def _print_attestation(report: VerifyReport) -> None:
+    check = report.attestation
+    if check is None or not check.present:
+        _out(f"  {ATTESTATION_NAME}: none")
+        return
+    signed = (
+        f"signature verified with key {check.key_id}"
+        if check.signature_checked
+        else ("signature NOT checked: no key on this machine; pass --attestation-key PEM")
+    )
+    problems = [p for p in report.problems if p.kind == "attestation"]
+    if problems:
+        _out(f"  {ATTESTATION_NAME}: DOES NOT MATCH")
+        for problem in problems:
+            _out(f"    {problem}")
+    else:
+        _out(f"  {ATTESTATION_NAME}: result {check.result}, {signed}, subjects match the manifest")
+
+
+def _cmd_key(_args: argparse.Namespace) -> int:
+    key = machine_key().public_key()
+    _out(f"# rollback-drill attestation key {key_id(key)} ({machine_key_path()})")
+    print(public_key_pem(key), end="")
+    return EXIT_OK
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
@@ -180,7 +246,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             )
         written = [render_report(bundle), render_rca(bundle)]
         if (bundle / MANIFEST_NAME).is_file():
-            written.append(seal(bundle))
+            written += [seal(bundle), attest(bundle)]
     for path in written:
         _out(f"wrote {path}")
     return EXIT_OK
@@ -227,6 +293,31 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_history_verify(args: argparse.Namespace) -> int:
+    check = check_history()
+    if args.json:
+        _print_json(check.as_json())
+    else:
+        _print_history_check(check)
+    return EXIT_OK if check.ok else EXIT_FAILED
+
+
+def _print_history_check(check: HistoryCheck) -> None:
+    _out(f"history {check.path}: {check.lines} line(s)")
+    if check.unchained:
+        _out(
+            f"  unchained (written before lines were chained; not counted): line(s) "
+            f"{', '.join(str(n) for n in check.unchained)}"
+        )
+    _out(f"  chained: {check.chained} line(s), head sha256 {check.head_sha256 or '-'}")
+    if check.first_break is None:
+        _out("chain verified")
+    else:
+        _out(f"  CHAIN BROKEN at {check.first_break}")
+        _out("  drills from there on are not counted by `rollback-drill schedule`")
+        _out("NOT VERIFIED")
+
+
 # -- schedule --------------------------------------------------------------------------
 
 
@@ -244,7 +335,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     signers = Path(args.allowed_signers) if args.allowed_signers else None
     if signers is not None and not signers.is_file():
         raise InputError(f"--allowed-signers {signers} is not a readable file")
-    status = schedule_status(config, load_history(), _parse_day(args.today), allowed_signers=signers)
+    chain = check_history()
+    status = schedule_status(
+        config, chain.counted, _parse_day(args.today), allowed_signers=signers, history_check=chain
+    )
     if args.json:
         _print_json(status.as_json())
     else:
@@ -254,6 +348,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 def _print_schedule(status: ScheduleStatus) -> None:
     _out(f"drill schedule as of {status.today.isoformat()}")
+    for drill_id, why in status.uncounted:
+        _out(f"  not counted: {drill_id}: {why}")
     last = status.last_drill
     _out(f"  last drill: {f'{last.drill_id} ({last.verdict}, {last.day})' if last else 'none'}")
     if status.next_quarterly_due is None:

@@ -1,7 +1,7 @@
 # Copyright 2026 The rollback-drill authors
 # SPDX-License-Identifier: Apache-2.0
-"""The end of a drill: mask what slipped past the redactor, render the report and the RCA, seal, and
-append the drill to the history.
+"""The end of a drill: mask what slipped past the redactor, render the report and the RCA, seal, attest,
+and append the drill to the history.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollback_drill.errors import DrillError, InputError
+from rollback_drill.evidence.attest import attest
 from rollback_drill.evidence.bundle import (
+    MANIFEST_NAME,
     add_warnings,
     has_approvals,
     mask_secrets_in_place,
@@ -17,6 +19,7 @@ from rollback_drill.evidence.bundle import (
     scan_for_secrets,
     seal,
 )
+from rollback_drill.evidence.controls import write_controls
 from rollback_drill.evidence.history import append_history
 from rollback_drill.evidence.rca import render_rca
 from rollback_drill.evidence.redact import REDACTOR, Redactor
@@ -30,8 +33,9 @@ def finalize_bundle(
     history_file: Path | None = None,
 ) -> Path:
     """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
-    secret left in the bundle, render ``report.html`` and ``rca.md``, seal the manifest,
-    and append the drill to the history. Returns the manifest's path.
+    secret left in the bundle, write ``controls.json``, render ``report.html`` and ``rca.md``, seal the manifest,
+    sign the attestation of the sealed files with the machine's key, and append the drill to
+    the history. Returns the manifest's path.
 
     Works on an aborted bundle too (a drill killed mid-way, evidence.json with verdict
     ``aborted``): the result still verifies. ``history_file`` defaults to
@@ -46,6 +50,7 @@ def finalize_bundle(
         )
     warnings, binary = mask_secrets_in_place(bundle_dir, redactor)
     add_warnings(bundle_dir, warnings, redactor)
+    write_controls(bundle_dir, redactor=redactor)
     render_report(bundle_dir, redactor=redactor)
     render_rca(bundle_dir, redactor=redactor)
     manifest = seal(bundle_dir, redactor=redactor)
@@ -55,5 +60,27 @@ def finalize_bundle(
         raise DrillError(
             f"bundle {bundle_dir} still holds a secret in {', '.join(leaks)} after sealing; do not share it"
         )
+    attest(bundle_dir)
     append_history(bundle_dir, redactor=redactor, history_file=history_file)
+    return manifest
+
+
+def reseal_with_added_files(
+    bundle_dir: Path, *, redactor: Redactor | None = None, history_file: Path | None = None
+) -> Path:
+    """Seal a finalized bundle again after files were added to it (the test runner's reports), and
+    bring what names its manifest up to date: a new attestation, and a history line for the drill
+    with the new manifest (the history keeps a drill's last line). Returns the manifest's path.
+
+    A bundle that was never finalized (the drill's process died first) is only sealed: it has no
+    attestation or history line to bring up to date. Refused (InputError, by ``seal``) once the
+    bundle is signed and the files changed.
+    """
+    bundle_dir = require_bundle(bundle_dir)
+    redactor = redactor if redactor is not None else REDACTOR
+    finalized = (bundle_dir / MANIFEST_NAME).is_file()
+    manifest = seal(bundle_dir, redactor=redactor)
+    if finalized:
+        attest(bundle_dir)
+        append_history(bundle_dir, redactor=redactor, history_file=history_file)
     return manifest

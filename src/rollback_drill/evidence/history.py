@@ -6,6 +6,11 @@
 outlives the bundles' directory, so trends (a step getting slower drill after drill)
 and the drill schedule can be read from it.
 
+Each line carries ``seq`` (its place in the file), ``prev_sha256`` (the sha256 of the line
+before it) and ``manifest_sha256`` (its bundle's MANIFEST.sha256), so that removing, editing
+or reordering a line breaks the chain: ``check_history`` walks it and names the first line
+that does not fit (docs/evidence.md, "A history that cannot be rewritten").
+
 ``compare`` flags, per drill, the steps slower than the rolling median of the earlier
 drills on the same kind of target by more than a percentage, and sets the drill's
 measured windows beside the runbook's pilot simulation ("Rollback Metrics (From Pilot)").
@@ -13,6 +18,8 @@ measured windows beside the runbook's pilot simulation ("Rollback Metrics (From 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import statistics
@@ -23,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import load_evidence, require_bundle
+from rollback_drill.evidence.bundle import MANIFEST_NAME, load_evidence, require_bundle, sha256_bytes
 from rollback_drill.evidence.rca import parse_time
 from rollback_drill.evidence.redact import REDACTOR, Redactor
 from rollback_drill.paths import state_home
@@ -70,6 +77,8 @@ class HistoryEntry:
     """Drill target -> measured value, in the target's unit."""
     bundle: str | None = None
     """Where the bundle was when the drill finished (absolute path)."""
+    manifest_sha256: str | None = None
+    """The sha256 of the bundle's MANIFEST.sha256 when the drill finished (None on lines from before the chain)."""
 
     @property
     def day(self) -> date | None:
@@ -92,6 +101,7 @@ class HistoryEntry:
             "step_status": dict(self.step_status),
             "targets": dict(self.targets),
             "bundle": self.bundle,
+            "manifest_sha256": self.manifest_sha256,
         }
 
     @classmethod
@@ -115,6 +125,7 @@ class HistoryEntry:
             step_status={str(k): str(v) for k, v in dict(data.get("step_status") or {}).items()},
             targets=numbers(data.get("targets")),
             bundle=data.get("bundle"),
+            manifest_sha256=data.get("manifest_sha256"),
         )
 
 
@@ -140,6 +151,7 @@ def summarize(bundle_dir: Path) -> HistoryEntry:
         if isinstance(t, dict) and isinstance(t.get("name"), str)
     }
     phase = doc.get("phase")
+    manifest = bundle_dir / MANIFEST_NAME
     return HistoryEntry(
         drill_id=str(doc.get("drill_id") or bundle_dir.name),
         started_at=doc.get("started_at"),
@@ -153,7 +165,17 @@ def summarize(bundle_dir: Path) -> HistoryEntry:
         step_status=status,
         targets=targets,
         bundle=str(bundle_dir.resolve()),
+        manifest_sha256=sha256_bytes(manifest.read_bytes()) if manifest.is_file() else None,
     )
+
+
+def line_sha256(line: str) -> str:
+    """The sha256 of one history line as written, without its newline: what the next line's ``prev_sha256`` holds."""
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()
+
+
+CHAIN_START: Final = "0" * 64
+"""The ``prev_sha256`` of the first line of a history."""
 
 
 def append_history(
@@ -161,16 +183,29 @@ def append_history(
 ) -> HistoryEntry:
     """Append the bundle's summary line to the history (flushed and fsync'ed) and return it.
 
+    The line links to the one before it (``seq``, ``prev_sha256``) and names the bundle's
+    manifest (``manifest_sha256``). The file is locked while the last line is read and the new
+    one written, so two drills finishing together still make one chain.
     Appending the same drill again is harmless: ``load_history`` keeps its last line.
     """
     entry = summarize(bundle_dir)
     redactor = redactor if redactor is not None else REDACTOR
     path = Path(history_file) if history_file is not None else history_path()
-    line = json.dumps(redactor.redact(entry.as_json()), ensure_ascii=False, allow_nan=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as stream:
-            stream.write(line)
+        with path.open("a+", encoding="utf-8") as stream:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+            stream.seek(0)
+            text = stream.read()
+            earlier = [line for line in text.split("\n") if line.strip()]
+            chained = {
+                **redactor.redact(entry.as_json()),
+                "seq": len(earlier) + 1,
+                "prev_sha256": line_sha256(earlier[-1]) if earlier else CHAIN_START,
+            }
+            line = json.dumps(chained, ensure_ascii=False, allow_nan=False)
+            # A torn last line (a crash while appending) stays a line of its own.
+            stream.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
             stream.flush()
             os.fsync(stream.fileno())
     except OSError as exc:
@@ -178,6 +213,145 @@ def append_history(
             f"cannot append to the drill history {path} ({exc.strerror}); set XDG_STATE_HOME to a writable directory"
         ) from exc
     return entry
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first line of the history that does not fit the chain."""
+
+    line: int
+    """Its line number in the file (1-based)."""
+    kind: str
+    """``removed`` (a line before it is gone), ``edited``, ``reordered`` or ``unchained`` (a line
+    without the chain's fields after the chain began)."""
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """What walking the history's chain found."""
+
+    path: Path
+    lines: int
+    """Lines that are not blank."""
+    unchained: tuple[int, ...]
+    """Line numbers from before the chain began (written before lines carried it): not counted."""
+    chained: int
+    """Lines of the chain up to (not including) the first break."""
+    first_break: ChainBreak | None
+    head_sha256: str | None
+    """The sha256 of the last line of the unbroken chain: write it down to notice a truncated history."""
+    counted: tuple[HistoryEntry, ...]
+    """The drills of the chain before the first break, oldest first, each drill once (its last line)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "history": str(self.path),
+            "ok": self.ok,
+            "lines": self.lines,
+            "unchained_lines": list(self.unchained),
+            "chained": self.chained,
+            "first_break": None
+            if self.first_break is None
+            else {"line": self.first_break.line, "kind": self.first_break.kind, "detail": self.first_break.detail},
+            "head_sha256": self.head_sha256,
+            "counted": [e.drill_id for e in self.counted],
+        }
+
+
+def _parsed(line: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _chain_fields(line: str) -> dict[str, Any] | None:
+    data = _parsed(line)
+    return data if data is not None and "prev_sha256" in data else None
+
+
+def _break_at(numbered: list[tuple[int, str]], index: int, first_chained: int) -> ChainBreak | None:  # noqa: PLR0911 - one return per way a line can fail to fit
+    """Why line ``index`` (into ``numbered``) does not fit the chain, or None when it does."""
+    number, line = numbered[index]
+    data = _chain_fields(line)
+    if _parsed(line) is None:
+        return ChainBreak(number, "edited", "it is not a JSON object any more")
+    if data is None:
+        return ChainBreak(number, "unchained", "it has no chain fields (seq, prev_sha256) although earlier lines do")
+    expected_seq = index + 1
+    seq = data.get("seq")
+    if seq != expected_seq:
+        later = {(_chain_fields(text) or {}).get("seq") for _, text in numbered[index + 1 :]}
+        if isinstance(seq, int) and seq > expected_seq and expected_seq not in later:
+            return ChainBreak(number, "removed", f"it is entry {seq} but follows entry {expected_seq - 1}")
+        return ChainBreak(number, "reordered", f"it is entry {seq!r} but stands in place {expected_seq}")
+    previous = line_sha256(numbered[index - 1][1]) if index > 0 else CHAIN_START
+    if data.get("prev_sha256") != previous:
+        if index == 0 or index - 1 < first_chained:
+            return ChainBreak(number, "edited", "the line before it is not the one it was appended after")
+        return ChainBreak(
+            numbered[index - 1][0],
+            "edited",
+            f"it no longer matches the sha256 that line {number} recorded for it",
+        )
+    return None
+
+
+def check_history(history_file: Path | None = None) -> HistoryCheck:
+    """Walk the history's chain and name the first line removed, edited or reordered.
+
+    Lines from before the chain began (no ``prev_sha256``) are ``unchained``: they cannot be
+    checked, so they are listed and not counted. The chain starts at the first chained line;
+    from there every line must link to the one before it. A removed last line cannot be seen
+    from the file alone; ``head_sha256`` is what to write down to notice that.
+    """
+    path = Path(history_file) if history_file is not None else history_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except OSError as exc:
+        raise InputError(f"cannot read the drill history {path} ({exc.strerror})") from exc
+    numbered = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if numbered and not text.endswith("\n") and _chain_fields(numbered[-1][1]) is None:
+        numbered.pop()  # a torn last line: an append that did not finish, as load_history reads it
+    first_chained = next((i for i, (_, line) in enumerate(numbered) if _chain_fields(line) is not None), len(numbered))
+    unchained = tuple(number for number, _ in numbered[:first_chained])
+    first_break: ChainBreak | None = None
+    end = first_chained
+    for index in range(first_chained, len(numbered)):
+        first_break = _break_at(numbered, index, first_chained)
+        if first_break is not None:
+            # An edited line is the one before the line that noticed it: it is not counted either.
+            end = index - 1 if first_break.line < numbered[index][0] else index
+            break
+        end = index + 1
+    counted: dict[str, HistoryEntry] = {}
+    for _, line in numbered[first_chained:end]:
+        try:
+            entry = HistoryEntry.from_json(json.loads(line))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # chained, but not a drill: load_history names such a line
+        counted.pop(entry.drill_id, None)
+        counted[entry.drill_id] = entry
+    return HistoryCheck(
+        path=path,
+        lines=len(numbered),
+        unchained=unchained,
+        chained=max(0, end - first_chained),
+        first_break=first_break,
+        head_sha256=line_sha256(numbered[end - 1][1]) if end > first_chained else None,
+        counted=tuple(sorted(counted.values(), key=lambda e: (e.started_at or "", e.drill_id))),
+    )
 
 
 def load_history(history_file: Path | None = None) -> list[HistoryEntry]:

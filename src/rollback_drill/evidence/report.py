@@ -34,6 +34,7 @@ from rollback_drill.evidence.bundle import (
     require_bundle,
     write_atomic,
 )
+from rollback_drill.evidence.controls import controls_document
 from rollback_drill.evidence.rca import (
     format_duration,
     format_time,
@@ -596,6 +597,47 @@ def _conformance(conformance: dict[str, Any]) -> str:
     return summary + drift_list + "<h3>Every command, in the runbook's order</h3>" + table
 
 
+def _met_cell(met: Any) -> str:
+    if met is True:
+        return '<span class="met-yes">met</span>'
+    if met is False:
+        return '<span class="met-no">NOT MET</span>'
+    return '<span class="met-unknown">to confirm</span>'
+
+
+def _controls(document: dict[str, Any]) -> str:
+    """Each control: what it asks, and the evidence rows that answer it, measured against the objective."""
+    parts = [f'<p class="note">{esc(document.get("note"))} Also in controls.json.</p>']
+    for control in document.get("controls") or []:
+        rows = "".join(
+            f"<tr><td><code>{esc(row.get('field'))}</code></td><td>{_cell(row.get('measured'))}</td>"
+            f"<td>{esc(row.get('objective'))}</td><td>{_met_cell(row.get('met'))}</td></tr>"
+            for row in control.get("evidence") or []
+        )
+        parts.append(
+            f"<h3>{esc(control.get('id'))}: {esc(control.get('title'))} <small>({esc(control.get('status'))})</small></h3>"
+            f"<p>{esc(control.get('asks'))}</p>"
+            '<table class="controls"><thead><tr><th>Evidence</th><th>Measured</th><th>Objective</th><th>Met</th></tr>'
+            f"</thead><tbody>{rows}</tbody></table>"
+        )
+    return "".join(parts)
+
+
+def _gaps(document: dict[str, Any]) -> str:
+    gaps = [g for g in document.get("gaps") or [] if isinstance(g, dict)]
+    if not gaps:
+        return f'<p class="empty">None. Next drill due {esc(document.get("next_drill_due") or "—")}.</p>'
+    rows = "".join(
+        f"<tr><td>{esc(g.get('kind'))}</td><td>{_cell(g.get('item'))}</td><td>{_cell(g.get('detail'))}</td>"
+        f"<td>{esc(g.get('owner'))}</td><td>{_cell(g.get('due'))}<br><small>{esc(g.get('due_because'))}</small></td></tr>"
+        for g in gaps
+    )
+    return (
+        '<table class="gaps"><thead><tr><th>Kind</th><th>Item</th><th>Detail</th><th>Owner</th><th>Due</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def report_html(bundle_dir: Path, evidence: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
     """The report page (not yet redacted as a whole)."""
     verdict = str(evidence.get("verdict") or "aborted")
@@ -667,7 +709,10 @@ def report_html(bundle_dir: Path, evidence: dict[str, Any], timeline: list[dict[
             sections.append(f"<h2>{esc(title)}</h2>{_records_table(value, key)}")
         elif isinstance(value, dict) and value:
             sections.append(f"<h2>{esc(title)}</h2>{_mapping_table(value, key)}")
+    controls = controls_document(evidence, timeline)
     sections += [
+        f"<h2>Controls</h2>{_controls(controls)}",
+        f"<h2>Gaps and follow-ups</h2>{_gaps(controls)}",
         f"<h2>Artifacts</h2>{_artifacts(bundle_dir)}",
         f"<h2>Approval &amp; Sign-Off</h2>{_signoff(read_approvals(bundle_dir), manifest_sha)}",
         (

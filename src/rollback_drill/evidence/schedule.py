@@ -8,19 +8,25 @@
   runbook's sign-off (SRE Lead, Engineering TL, Product Lead, Incident Commander).
 - **Quarterly** (every ``quarterly_days``): overdue when the last passed drill is more
   than that many days old, or there is none.
+
+Only drills the history vouches for count: the command passes the drills of the history's
+chain up to its first break (``history.check_history``), and a drill whose bundle is still at
+its recorded path counts only when the bundle's files verify and its manifest is the one the
+history recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.history import HistoryEntry
+from rollback_drill.evidence.controls import next_quarterly_due
+from rollback_drill.evidence.history import HistoryCheck, HistoryEntry
 from rollback_drill.evidence.sign import ROLES
 from rollback_drill.evidence.verify import VerifyReport, verify
 
@@ -71,6 +77,10 @@ class ScheduleStatus:
     quarterly_overdue: bool
     days_overdue: int
     pre_phase: tuple[PrePhaseDrill, ...]
+    uncounted: tuple[tuple[str, str], ...] = ()
+    """(drill id, why) of each drill the history lists that does not count."""
+    history: HistoryCheck | None = None
+    """The history's chain, when the drills came from it."""
 
     @property
     def attention_needed(self) -> bool:
@@ -92,6 +102,8 @@ class ScheduleStatus:
             "days_overdue": self.days_overdue,
             "pre_phase": [p.as_json() for p in self.pre_phase],
             "attention_needed": self.attention_needed,
+            "uncounted": [{"drill_id": drill_id, "why": why} for drill_id, why in self.uncounted],
+            "history": None if self.history is None else self.history.as_json(),
         }
 
 
@@ -106,7 +118,29 @@ def _signature_state(
             cache[entry.bundle] = verify(Path(entry.bundle), allowed_signers=allowed_signers)
         except InputError as exc:
             cache[entry.bundle] = str(exc)
-    return cache[entry.bundle]
+    state = cache[entry.bundle]
+    if isinstance(state, VerifyReport) and entry.manifest_sha256 not in {None, state.manifest_sha256}:
+        return (
+            f"its manifest (sha256 {state.manifest_sha256}) is not the one the history recorded "
+            f"({entry.manifest_sha256}): the bundle changed after the drill"
+        )
+    return state
+
+
+def _uncounted_because(
+    entry: HistoryEntry, allowed_signers: Path | None, cache: dict[str, VerifyReport | str]
+) -> str | None:
+    """Why a drill whose bundle is at its recorded path does not count, or None when it counts.
+
+    Only the bundle's files matter here: a missing approval is the pre-phase drills' concern.
+    """
+    if entry.bundle is None or not Path(entry.bundle).exists():
+        return None
+    state = _signature_state(entry, allowed_signers, cache)
+    if isinstance(state, str):
+        return state
+    problems = [p for p in state.problems if p.kind != "approval"]
+    return f"its bundle does not verify: {problems[0]}" if problems else None
 
 
 def _pre_phase(
@@ -182,11 +216,31 @@ def schedule_status(
     today: date,
     *,
     allowed_signers: Path | None = None,
+    history_check: HistoryCheck | None = None,
 ) -> ScheduleStatus:
     """Where the drill schedule stands on ``today``. ``allowed_signers`` makes "signed"
-    mean "verified as a known signer"; without it, signatures are checked for integrity only."""
+    mean "verified as a known signer"; without it, signatures are checked for integrity only.
+
+    A drill whose bundle is at its recorded path and does not verify is left out (``uncounted``);
+    ``history_check`` is the chain ``history`` was taken from, reported alongside."""
     drills = config.drills
-    dated = [e for e in history if e.day is not None]
+    cache: dict[str, VerifyReport | str] = {}
+    uncounted: list[tuple[str, str]] = []
+    counted: list[HistoryEntry] = []
+    for entry in history:
+        why = _uncounted_because(entry, allowed_signers, cache)
+        if why is None:
+            counted.append(entry)
+        else:
+            uncounted.append((entry.drill_id, why))
+    if history_check is not None:
+        uncounted += [
+            (f"line {number}", "written before the history was chained") for number in history_check.unchained
+        ]
+        if history_check.first_break is not None:
+            uncounted.append(("the rest of the history", f"the chain breaks at {history_check.first_break}"))
+    # The pre-phase drills read every drill of the chain: they check the bundles themselves and say why one fails.
+    dated = [e for e in counted if e.day is not None]
     dated.sort(key=lambda e: (e.day or date.min, e.finished_at or e.started_at or ""))
     last_drill = dated[-1] if dated else None
     passed = [e for e in dated if e.verdict == "pass"]
@@ -194,10 +248,9 @@ def schedule_status(
     next_due: date | None = None
     overdue, days_overdue = True, 0
     if last_passed is not None and last_passed.day is not None:
-        next_due = last_passed.day + timedelta(days=drills.quarterly_days)
+        next_due = next_quarterly_due(last_passed.day, drills.quarterly_days)
         overdue = today > next_due
         days_overdue = (today - next_due).days if overdue else 0
-    cache: dict[str, VerifyReport | str] = {}
     pre_phase = tuple(
         _pre_phase(
             phase, getattr(drills, key), today=today, history=history, allowed_signers=allowed_signers, cache=cache
@@ -213,4 +266,6 @@ def schedule_status(
         quarterly_overdue=overdue,
         days_overdue=days_overdue,
         pre_phase=pre_phase,
+        uncounted=tuple(uncounted),
+        history=history_check,
     )

@@ -13,7 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.errors import InputError
-from rollback_drill.evidence.bundle import Problem, check_files, require_bundle, sha256_bytes
+from rollback_drill.evidence.attest import (
+    AttestationCheck,
+    check_attestation,
+    load_public_key,
+    machine_public_key,
+)
+from rollback_drill.evidence.bundle import (
+    ATTESTATION_NAME,
+    Problem,
+    check_files,
+    load_evidence,
+    load_timeline,
+    require_bundle,
+    sha256_bytes,
+)
+from rollback_drill.evidence.measured import Recomputation, recompute
+from rollback_drill.evidence.recorder import EVIDENCE_NAME
 from rollback_drill.evidence.sign import ROLES, ApprovalCheck, check_approvals
 
 
@@ -32,6 +48,9 @@ class VerifyReport:
     """True when approvals were verified against an allowed-signers file."""
     roles: tuple[str, ...] = field(default=())
     """The roles whose approval the runbook asks for."""
+    recomputation: Recomputation | None = None
+    """The steps and targets measured again from the timeline (``--recompute``), else None."""
+    attestation: AttestationCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,10 +93,43 @@ class VerifyReport:
             ],
             "approved_roles": list(self.approved_roles),
             "missing_roles": list(self.missing_roles),
+            "attestation": None
+            if self.attestation is None
+            else {
+                "present": self.attestation.present,
+                "signature_checked": self.attestation.signature_checked,
+                "key_id": self.attestation.key_id,
+                "signed_by": list(self.attestation.signed_by),
+                "result": self.attestation.result,
+                "ok": self.attestation.ok,
+            },
+            "recomputed": None
+            if self.recomputation is None
+            else {
+                "steps_checked": self.recomputation.steps_checked,
+                "targets_checked": self.recomputation.targets_checked,
+                "differences": [
+                    {
+                        "kind": d.kind,
+                        "name": d.name,
+                        "field": d.field,
+                        "recorded": d.recorded,
+                        "recomputed": d.recomputed,
+                        "detail": str(d),
+                    }
+                    for d in self.recomputation.differences
+                ],
+            },
         }
 
 
-def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
+def verify(
+    bundle_dir: Path,
+    *,
+    allowed_signers: Path | None,
+    recompute_from_timeline: bool = False,
+    attestation_key: Path | None = None,
+) -> VerifyReport:
     """Recompute every hash, validate evidence.json and check the approvals.
 
     Raises InputError when ``bundle_dir`` is not a sealed bundle (no evidence.json or no
@@ -87,6 +139,16 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
     With ``allowed_signers`` every approval must verify (``ssh-keygen -Y verify``) as a
     principal of that file; without it, signatures are checked against the key they carry
     (``ssh-keygen -Y check-novalidate``), which proves integrity but not identity.
+
+    The attestation's envelopes must verify with ``attestation_key`` (a PEM public key) or, without
+    it, with this machine's key when they name it (a bundle signed elsewhere is then reported as
+    not checked for who signed it, not as failing); their subjects must match the manifest, each file
+    whose digest differs named. A bundle without an attestation is a problem only when
+    ``attestation_key`` is given.
+
+    With ``recompute_from_timeline`` every runbook step's time and every drill target is measured
+    again from timeline.jsonl alone; each value of evidence.json it does not bear out is a
+    ``recompute`` problem naming the step or target and both values.
     """
     bundle_dir = require_bundle(bundle_dir, sealed=True)
     if allowed_signers is not None and not Path(allowed_signers).is_file():
@@ -98,14 +160,33 @@ def verify(bundle_dir: Path, *, allowed_signers: Path | None) -> VerifyReport:
     approvals = check_approvals(
         bundle_dir, manifest_bytes=files.manifest_bytes, drill_id=files.drill_id, allowed_signers=allowed_signers
     )
+    public_key = load_public_key(attestation_key) if attestation_key is not None else machine_public_key()
+    attestation = check_attestation(bundle_dir, public_key=public_key, key_required=attestation_key is not None)
+    attestation_problems = list(attestation.problems)
+    if attestation_key is not None and not attestation.present:
+        attestation_problems.append(
+            Problem("attestation", ATTESTATION_NAME, "is missing, so nothing is signed by the drill's key")
+        )
+    recomputation = None
+    # A damaged evidence.json is already a problem of its own; there is nothing to recompute against.
+    if recompute_from_timeline and not any(p.kind == "evidence" for p in files.problems):
+        recomputation = recompute(load_evidence(bundle_dir), load_timeline(bundle_dir))
+    measured = () if recomputation is None else recomputation.differences
     return VerifyReport(
         bundle_dir=bundle_dir,
         drill_id=files.drill_id,
         verdict=files.verdict,
         manifest_sha256=sha256_bytes(files.manifest_bytes),
         files_checked=files.files_checked,
-        problems=(*files.problems, *(Problem("approval", a.file, a.detail) for a in approvals if not a.ok)),
+        problems=(
+            *files.problems,
+            *(Problem("approval", a.file, a.detail) for a in approvals if not a.ok),
+            *attestation_problems,
+            *(Problem("recompute", EVIDENCE_NAME, str(d)) for d in measured),
+        ),
         approvals=tuple(approvals),
         identity_checked=allowed_signers is not None,
         roles=ROLES,
+        recomputation=recomputation,
+        attestation=attestation,
     )

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from rollback_drill.config import DrillConfig
+from rollback_drill.evidence.measured import record_drill_target, record_targets
 from rollback_drill.evidence.recorder import Recorder, tool_version
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.flowengine.incidents import CATALOGUE
@@ -25,15 +26,10 @@ from rollback_drill.runbook.probes import (
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.timing import wait
 from rollback_drill.timing.clock import Clock
-from rollback_drill.timing.probe import Probe, ProbeSample, downtime_s, failed_requests, first_ok_after, samples_between
+from rollback_drill.timing.probe import Probe, ProbeSample, samples_between
 from rollback_drill.timing.windows import (
-    DEFAULT_LIMITS,
-    DRILL,
-    DRILL_START,
-    INCIDENT_INJECTED,
     Marks,
     TargetResult,
-    compute_targets,
     step_end,
     step_start,
 )
@@ -106,29 +102,24 @@ def pilot_window(samples: list[ProbeSample], marks: Marks) -> list[ProbeSample]:
     return samples_between(samples, marks.get(step_start("step-1")), marks.get(step_end("step-8")))
 
 
-def measure_targets(
-    marks: Marks, probes: DrillProbes, incident: str, limits: Mapping[str, float] | None = None
+def record_measured_targets(
+    recorder: Recorder, marks: Marks, probes: DrillProbes, incident: str, limits: Mapping[str, float] | None = None
 ) -> list[TargetResult]:
-    """The drill targets from the marks and the probes' samples."""
-    spec = CATALOGUE.get(incident)
-    pilot_hit = bool(spec and spec.pilot_hit)
-    window = pilot_window(probes.pilot.samples(), marks)
-    expanded = samples_between(
-        probes.expanded.samples(), marks.get(step_start("step-1")), marks.get(step_end("step-8"))
-    )
-    restored_s = None
-    injected = marks.get(INCIDENT_INJECTED)
-    if pilot_hit and injected is not None:
-        first_ok = first_ok_after(window, marks.get(step_start("step-1")) or injected)
-        restored_s = None if first_ok is None else first_ok - injected
-    return compute_targets(
+    """Measure the drill targets and record them with the samples they were measured from, so that
+    ``evidence verify --recompute`` can measure them again from the timeline."""
+    return record_targets(
+        recorder,
         marks,
-        pilot_failed_requests=failed_requests(window) if window else None,
-        expanded_downtime_s=downtime_s(expanded) if expanded else None,
-        pilot_restored_s=restored_s,
-        pilot_hit=pilot_hit,
+        pilot_samples=probes.pilot.samples(),
+        expanded_samples=probes.expanded.samples(),
+        pilot_hit=_pilot_hit(incident),
         limits=limits,
     )
+
+
+def _pilot_hit(incident: str) -> bool:
+    spec = CATALOGUE.get(incident)
+    return bool(spec and spec.pilot_hit)
 
 
 def drill_metadata(config: DrillConfig, cluster: Cluster) -> dict[str, object]:
@@ -157,14 +148,4 @@ def _git_sha() -> str | None:
 
 def close_drill_target(recorder: Recorder, marks: Marks) -> bool:
     """Measure the ``drill`` target (drill start → now, just before the bundle is sealed); return whether it is met."""
-    started = marks.get(DRILL_START)
-    if started is None:
-        return True
-    elapsed = recorder.clock.monotonic() - started
-    targets = [t for t in recorder.evidence.get("targets", []) if t["name"] != DRILL]
-    met = elapsed < DEFAULT_LIMITS[DRILL]
-    targets.append(
-        {"name": DRILL, "limit": DEFAULT_LIMITS[DRILL], "measured": round(elapsed, 3), "unit": "s", "met": met}
-    )
-    recorder.set_targets(targets)
-    return met
+    return record_drill_target(recorder, marks)

@@ -1,8 +1,9 @@
 """The drill targets, measured and recorded: rollback execution, downtime, pilot impact, total resolution.
 
-``measure_targets`` (``rollback_drill.runbook.drill``) computes them from the clock marks
-and the probes; ``record_targets`` puts them in the evidence, with the limits drill.yaml
-tightens, and returns them as ``DrillTargets`` for the checks. The ``drill`` target (the
+``record_measured_targets`` (``rollback_drill.runbook.drill``) computes them from the clock
+marks and the probes and records them with the samples they were measured from (so that
+``evidence verify --recompute`` can measure them again); ``record_targets`` applies the limits
+drill.yaml tightens and returns them as ``DrillTargets`` for the checks. The ``drill`` target (the
 whole drill under 20 minutes) is measured only as the bundle is sealed, so ``missed``
 leaves it to that moment.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.evidence.recorder import Recorder
-from rollback_drill.runbook.drill import DrillProbes, measure_targets
+from rollback_drill.runbook.drill import DrillProbes, record_measured_targets
 from rollback_drill.timing.windows import DRILL, TARGET_NAMES, Marks, TargetResult
 
 
@@ -42,7 +43,5 @@ def target_limits(config: DrillConfig) -> dict[str, float]:
 def record_targets(
     marks: Marks, probes: DrillProbes, recorder: Recorder, config: DrillConfig, incident: str
 ) -> DrillTargets:
-    """Measure the drill targets now, put them in the evidence, and return them."""
-    targets = DrillTargets(tuple(measure_targets(marks, probes, incident, target_limits(config))))
-    recorder.set_targets([t.as_evidence() for t in targets.results])
-    return targets
+    """Measure the drill targets now, put them (and what they were measured from) in the evidence, and return them."""
+    return DrillTargets(tuple(record_measured_targets(recorder, marks, probes, incident, target_limits(config))))

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 
 from rollback_drill.errors import ConfigError
 from rollback_drill.timing.clock import Clock, SystemClock
+from rollback_drill.timing.probe import downtime_s, failed_requests, first_ok_after, samples_between
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
+
+    from rollback_drill.timing.probe import ProbeSample
 
 STEP_IDS = (
     "pre-1",
@@ -233,3 +236,49 @@ def _pilot_restored(marks: Marks, restored_s: float | None, override: float | No
     else:
         met = restored_s < limit
     return TargetResult(PILOT_RESTORED_BY_STEP_5, limit, restored_s, "s", met)
+
+
+def measure_targets_from_samples(
+    marks: Marks,
+    pilot_samples: Iterable[ProbeSample],
+    expanded_samples: Iterable[ProbeSample],
+    *,
+    pilot_hit: bool,
+    limits: Mapping[str, float] | None = None,
+) -> list[TargetResult]:
+    """The drill targets from the marks and the two probes' samples.
+
+    The one definition of how the probes' answers become ``pilot_impact``,
+    ``expanded_downtime`` and ``pilot_restored_by_step_5``: the drill measures with it, and
+    ``evidence verify --recompute`` measures again with it from the samples in the timeline.
+    Both probes count from Step 1's start to Step 8's end (CONVENTIONS, "Measured windows").
+    """
+    step_1, step_8 = marks.get(step_start("step-1")), marks.get(step_end("step-8"))
+    window = samples_between(pilot_samples, step_1, step_8)
+    expanded = samples_between(expanded_samples, step_1, step_8)
+    restored_s = None
+    injected = marks.get(INCIDENT_INJECTED)
+    if pilot_hit and injected is not None:
+        first_ok = first_ok_after(window, step_1 or injected)
+        restored_s = None if first_ok is None else first_ok - injected
+    return compute_targets(
+        marks,
+        pilot_failed_requests=failed_requests(window) if window else None,
+        expanded_downtime_s=downtime_s(expanded) if expanded else None,
+        pilot_restored_s=restored_s,
+        pilot_hit=pilot_hit,
+        limits=limits,
+    )
+
+
+def drill_target(marks: Marks) -> TargetResult | None:
+    """The ``drill`` target (drill start → bundle sealed), or ``None`` when the drill's start was not marked.
+
+    Measured when the bundle is about to be sealed, against the runbook's own limit ("Complete
+    drill in <20 minutes"); reported to the millisecond, judged on the unrounded time.
+    """
+    elapsed = marks.between(DRILL_START, BUNDLE_SEALED)
+    if elapsed is None:
+        return None
+    limit = DEFAULT_LIMITS[DRILL]
+    return TargetResult(DRILL, limit, round(elapsed, 3), "s", elapsed < limit)
