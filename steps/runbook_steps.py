@@ -41,9 +41,9 @@ def _world_chosen_phase(world_seeder, settings):
 
 
 @when("the incident chosen on the command line is injected", target_fixture="injection")
-def _inject_chosen(flowengine, k8s_api, cluster, drill_config, marks, settings, recorder, world):
+def _inject_chosen(flowengine, k8s_api, cluster, drill_config, marks, settings, recorder, world, taskdb):
     record = incidents.inject(
-        settings.incident, flowengine, k8s_api if cluster.created_by_drill else None, drill_config
+        settings.incident, flowengine, k8s_api if cluster.created_by_drill else None, drill_config, taskdb=taskdb
     )
     marks.mark(INCIDENT_INJECTED, overwrite=True)
     incidents.record_injection(recorder, record, world.phase)

@@ -153,8 +153,9 @@ def _pilot_failures(pilot_probe, count):
 
 
 @when(parsers.parse('the incident "{name}" is injected'), target_fixture="injection")
-def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, name):
-    record = incidents.inject(name, flowengine, k8s_api if cluster.created_by_drill else None, drill_config)
+def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, taskdb, name):
+    api = k8s_api if cluster.created_by_drill else None
+    record = incidents.inject(name, flowengine, api, drill_config, taskdb=taskdb)
     marks.mark(INCIDENT_INJECTED, overwrite=True)
     incidents.record_injection(recorder, record, world.phase)
     return record
