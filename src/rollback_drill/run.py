@@ -306,7 +306,7 @@ def run_drill(args: argparse.Namespace) -> int:
     junit = read_junit(scratch / "junit.xml")
     shutil.rmtree(scratch, ignore_errors=True)
     outcome = drill_exit_code(code, verdicts, junit)
-    if outcome.code == EXIT_NOTHING_RAN:
+    if outcome.code == EXIT_NOTHING_RAN and outcome.reason:
         raise InputError(outcome.reason)
     if outcome.reason:
         print(f"rollback-drill: {outcome.reason}", file=sys.stderr)
