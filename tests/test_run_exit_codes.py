@@ -138,3 +138,18 @@ def test_a_drill_that_misses_its_drill_target_exits_1_with_a_failed_bundle(tmp_p
     drill = next(t for t in evidence["targets"] if t["name"] == "drill")
     assert (drill["limit"], drill["met"]) == (1, False)
     assert drill["measured"] > 1
+
+
+def test_a_run_in_which_no_scenario_ran_exits_2_naming_why(tmp_path: Path):
+    """Extra pytest arguments that deselect every scenario: pytest has nothing to run, and that is not a pass."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "rollback_drill.cli", "run", "--incident", "cost-runaway",
+            "--evidence-dir", str(tmp_path / "evidence"), "--", "-k", "no_scenario_is_called_this",
+        ],
+        env=dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state")),
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == EXIT_NOTHING_RAN, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("rollback-drill: no scenario ran")
+    assert not list((tmp_path / "evidence").glob("*/evidence.json"))

@@ -8,7 +8,10 @@ is aimed at it: each is refused, and the rows are still there.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +28,7 @@ from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.world import incidents
 from rollback_drill.world.seed import reset_taskdb, seed_world
 
+ROOT = Path(__file__).resolve().parents[1]
 IDENTITY = re.compile(r"pg:127\.0\.0\.1:[0-9]+/flowengine_db#[0-9]+")
 
 
@@ -201,3 +205,22 @@ def test_an_allowlist_entry_does_not_make_it_the_drills_to_wipe(somebodys):
 def test_the_drills_own_taskdb_may_be_injected_into(drill_made):
     incidents.check_injectable("db-corruption", drill_made)
     incidents.check_injectable("cost-runaway", None)
+
+
+def test_plain_pytest_refuses_an_unallowlisted_dsn_before_collecting_anything(somebodys, tmp_path: Path):
+    """`pytest features/ --target kubeconfig --taskdb dsn` is checked at session start, as `rollback-drill run` is."""
+    before = _rows(somebodys)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "features/test_drill.py", "--target", "kubeconfig",
+            "--kubeconfig", str(tmp_path / "staging.kubeconfig"), "--taskdb", "dsn",
+            "-p", "no:cacheprovider", "--collect-only", "-q",
+        ],
+        env=dict(os.environ, **{providers.DSN_ENV: somebodys.dsn}),
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result
+    assert f"refusing to run the drill against TaskDB {identity.identify(somebodys)}" in result.stderr
+    assert "collected" not in result.stdout
+    assert somebodys.password not in result.stdout + result.stderr
+    assert _rows(somebodys) == before
