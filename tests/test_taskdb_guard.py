@@ -13,13 +13,14 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from rollback_drill.config import load_config
-from rollback_drill.errors import ConfigError, UnsafeTarget
+from rollback_drill.errors import ConfigError, InputError, UnsafeTarget
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.targets.cluster import Cluster, read_allowlist
 from rollback_drill.taskdb import identity, providers, schema
@@ -215,6 +216,9 @@ def test_plain_pytest_refuses_an_unallowlisted_dsn_before_collecting_anything(so
             sys.executable, "-m", "pytest", "features/test_drill.py", "--target", "kubeconfig",
             "--kubeconfig", str(tmp_path / "staging.kubeconfig"), "--taskdb", "dsn",
             "-p", "no:cacheprovider", "--collect-only", "-q",
+            # A temporary directory of its own: a new pytest session makes /tmp/pytest-of-<user> private again,
+            # which would lock this module's PostgreSQL (running as `postgres`) out of its data directory.
+            "--basetemp", str(tmp_path / "inner"),
         ],
         env=dict(os.environ, **{providers.DSN_ENV: somebodys.dsn}),
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
@@ -224,3 +228,12 @@ def test_plain_pytest_refuses_an_unallowlisted_dsn_before_collecting_anything(so
     assert "collected" not in result.stdout
     assert somebodys.password not in result.stdout + result.stderr
     assert _rows(somebodys) == before
+
+
+def test_a_role_that_may_not_read_the_system_identifier_is_told_what_to_grant(drill_made):
+    with drill_made.connect() as conn:
+        conn.execute("CREATE ROLE drill_reader LOGIN PASSWORD 'reader-Passw0rd'")
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    reader = replace(drill_made, user="drill_reader", password="reader-Passw0rd", created_by_drill=False)  # noqa: S106
+    with pytest.raises(InputError, match=r"GRANT EXECUTE ON FUNCTION pg_control_system\(\) TO drill_reader"):
+        identity.identify(reader)

@@ -37,7 +37,8 @@ def system_identifier(db: TaskDB) -> str:
             row = conn.execute(SYSTEM_IDENTIFIER_QUERY).fetchone()
         except psycopg.errors.InsufficientPrivilege as exc:
             raise InputError(
-                f"TaskDB at {db.redacted_dsn}: {db.user} may not read pg_control_system(), which names the server; "
+                f"TaskDB at {db.redacted_dsn}: {db.user} may not read pg_control_system(), which names the server "
+                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else 'permission denied'}); "
                 f"ask its owner to run GRANT EXECUTE ON FUNCTION pg_control_system() TO {db.user}"
             ) from exc
     if row is None or row[0] is None:
