@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -519,14 +520,21 @@ def foreign_cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def local_taskdb(tmp_path_factory) -> Iterator[TaskDB]:
-    """A real PostgreSQL on 127.0.0.1 with the Phase 6 schema and its rows."""
-    db = providers.start_local(tmp_path_factory.mktemp("taskdb"))
+def local_taskdb() -> Iterator[TaskDB]:
+    """A real PostgreSQL on 127.0.0.1 with the Phase 6 schema and its rows.
+
+    Its directory is outside /tmp/pytest-of-<user>, which every new pytest session as that user makes
+    private again: the cases read its system identifier, which the server reads from its control file by
+    absolute path, as the `postgres` user.
+    """
+    directory = tempfile.TemporaryDirectory(prefix="rollback-drill-taskdb-")
+    db = providers.start_local(Path(directory.name))
     try:
         reset_taskdb(db, load_config(), 6)
         yield db
     finally:
         providers.stop(db)
+        directory.cleanup()
 
 
 def _cluster_state(cluster: Cluster) -> dict[str, str]:

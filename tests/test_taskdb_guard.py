@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,8 +35,12 @@ IDENTITY = re.compile(r"pg:127\.0\.0\.1:[0-9]+/flowengine_db#[0-9]+")
 
 
 @pytest.fixture(scope="module")
-def drill_made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaskDB]:
-    db = providers.start_local(tmp_path_factory.mktemp("taskdb"))
+def drill_made() -> Iterator[TaskDB]:
+    # Outside pytest's /tmp/pytest-of-<user>: every new pytest session as that user (a parallel one, or the
+    # ones these tests start) makes it private again, and pg_control_system() reads the control file by its
+    # absolute path, which the server (running as `postgres`) could then no longer reach.
+    directory = tempfile.TemporaryDirectory(prefix="rollback-drill-taskdb-")
+    db = providers.start_local(Path(directory.name))
     try:
         with db.connect() as conn:
             conn.execute("CREATE TABLE customer_orders (id int PRIMARY KEY, amount numeric NOT NULL)")
@@ -49,6 +54,7 @@ def drill_made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaskDB]:
         yield db
     finally:
         providers.stop(db)
+        directory.cleanup()
 
 
 @pytest.fixture
