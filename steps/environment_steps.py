@@ -9,6 +9,7 @@ from rollback_drill.kube.access import forbidden_status, service_account_client
 from rollback_drill.kube.objects import simple_deployment
 from rollback_drill.kube.rollout import wait_for_rollout
 from rollback_drill.taskdb.backup import PROBE_TABLE, probe_round_trip
+from rollback_drill.taskdb.providers import DSN_ENV
 
 
 @given("the drill cluster")
@@ -103,8 +104,12 @@ def _outside_cluster(outside_control_plane):
     "the drill is run against it with --target kubeconfig and no allowlist",
     target_fixture="guard_run",
 )
-def _run_against_outside(outside_cluster, run_cli):
-    return run_cli("run", "--target", "kubeconfig", "--kubeconfig", outside_cluster.kubeconfig)
+def _run_against_outside(outside_cluster, run_cli, taskdb):
+    # A kubeconfig target goes with its TaskDB by DSN; a reachable one, so that the cluster is what is refused.
+    return run_cli(
+        "run", "--target", "kubeconfig", "--kubeconfig", outside_cluster.kubeconfig, "--taskdb", "dsn",
+        env={DSN_ENV: taskdb.dsn},
+    )  # fmt: skip
 
 
 @then("the command exits with code 2 and one line naming the fingerprint and --cluster-allowlist")

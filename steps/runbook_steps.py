@@ -31,17 +31,8 @@ def _world_chosen_phase(world_seeder, settings):
 
 
 @when("the incident chosen on the command line is injected", target_fixture="injection")
-def _inject_chosen(flowengine, k8s_api, cluster, drill_config, marks, settings, recorder, world):
-    return perform.inject_incident(
-        settings.incident,
-        flowengine,
-        k8s_api,
-        cluster,
-        drill_config,
-        marks=marks,
-        recorder=recorder,
-        phase=world.phase,
-    )
+def _inject_chosen(incident_stage, marks, settings, recorder, world):
+    return perform.inject_incident(settings.incident, incident_stage, marks=marks, recorder=recorder, phase=world.phase)
 
 
 @given("the state of the world is noted", target_fixture="noted_world")

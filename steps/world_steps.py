@@ -152,10 +152,8 @@ def _pilot_failures(pilot_probe, count):
 
 
 @when(parsers.parse('the incident "{name}" is injected'), target_fixture="injection")
-def _inject(flowengine, k8s_api, cluster, drill_config, marks, recorder, world, name):
-    return perform.inject_incident(
-        name, flowengine, k8s_api, cluster, drill_config, marks=marks, recorder=recorder, phase=world.phase
-    )
+def _inject(incident_stage, marks, recorder, world, name):
+    return perform.inject_incident(name, incident_stage, marks=marks, recorder=recorder, phase=world.phase)
 
 
 @then("the flowengine pods go into CrashLoopBackOff with rising restart counts")

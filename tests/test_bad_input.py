@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,7 +115,9 @@ class Case:
     setup: Callable[[Path], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
     needs: str | None = None
-    """``cluster`` or ``taskdb``: checked against a running one, which must be unchanged afterwards."""
+    """``cluster``, ``taskdb`` or ``both``: checked against running ones, which must be unchanged afterwards."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Files written before the run, their text formatted with the case's values (``{fingerprint}``, ``{port}``)."""
     secrets: tuple[str, ...] = ()
     """Strings given in the input that must appear in neither stdout nor stderr."""
 
@@ -152,7 +155,7 @@ CASES = (
     ),
     Case(
         "kubeconfig-does-not-exist",
-        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/absent.kubeconfig"),
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/absent.kubeconfig", "--taskdb", "dsn"),
         ("absent.kubeconfig does not exist", "--kubeconfig PATH"),
     ),
     Case(
@@ -160,7 +163,7 @@ CASES = (
     ),
     Case(
         "kubeconfig-garbage-yaml",
-        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/garbage.kubeconfig"),
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/garbage.kubeconfig", "--taskdb", "dsn"),
         ("garbage.kubeconfig is not valid YAML at line 3", "kubectl config view"),
         setup=_text("garbage.kubeconfig", "apiVersion: v1\nclusters: [\n  - {{{garbage\n"),
     ),
@@ -172,7 +175,17 @@ CASES = (
     ),
     Case(
         "kubeconfig-unknown-context",
-        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/unreachable.kubeconfig", "--context", "prod"),
+        (
+            "run",
+            "--target",
+            "kubeconfig",
+            "--kubeconfig",
+            "{tmp}/unreachable.kubeconfig",
+            "--context",
+            "prod",
+            "--taskdb",
+            "dsn",
+        ),
         ("Expected object with name prod", "--context"),
         setup=_kubeconfig(),
         secrets=(KUBE_TOKEN,),
@@ -306,7 +319,46 @@ CASES = (
         ("env", "up", "--name", "stg", "--taskdb", "dsn"),
         ("--taskdb dsn needs the DSN in the environment", f"export {DSN_ENV}="),
     ),
-    Case("run-dsn-without-dsn", ("run", "--taskdb", "dsn"), ("--taskdb dsn needs the DSN in the environment",)),
+    Case(
+        "run-dsn-without-dsn",
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/unreachable.kubeconfig", "--taskdb", "dsn"),
+        ("--taskdb dsn needs the DSN in the environment",),
+        setup=_kubeconfig(),
+    ),
+    Case(
+        "kubeconfig-target-without-dsn",
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/unreachable.kubeconfig"),
+        ("--target kubeconfig reaches staging's TaskDB: pass --taskdb dsn with ROLLBACK_DRILL_TASKDB_DSN set",),
+        setup=_kubeconfig(),
+        secrets=(KUBE_TOKEN,),
+    ),
+    Case(
+        "kubeconfig-target-with-a-container-taskdb",
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/unreachable.kubeconfig", "--taskdb", "container"),
+        ("--target kubeconfig reaches staging's TaskDB", "--taskdb dsn"),
+        setup=_kubeconfig(),
+    ),
+    Case(
+        "local-target-with-a-dsn",
+        ("run", "--taskdb", "dsn"),
+        ("--taskdb dsn names a database the drill did not create", "--target local", "--target kubeconfig"),
+        env={DSN_ENV: "postgresql://flowengine_user:staging-db-secret@db.staging.internal:5432/flowengine_db"},
+        secrets=("staging-db-secret",),
+    ),
+    Case(
+        "kind-target-with-a-dsn",
+        ("run", "--target", "kind", "--taskdb", "dsn"),
+        ("--taskdb dsn names a database the drill did not create", "--target kind"),
+    ),
+    Case(
+        "allowlist-taskdb-identity-malformed",
+        ("check-target", "--kubeconfig", "{tmp}/unreachable.kubeconfig", "--cluster-allowlist", "{tmp}/allowlist"),
+        (
+            "allowlist:2: 'pg:db.staging.internal/flowengine_db' is not a TaskDB identity",
+            "pg:<host>:<port>/<database>#",
+        ),
+        setup=_both(_kubeconfig(), _text("allowlist", "# staging\npg:db.staging.internal/flowengine_db\n")),
+    ),
     Case(
         "dsn-not-a-url",
         ("env", "up", "--name", "stg", "--taskdb", "dsn"),
@@ -337,6 +389,8 @@ CASES = (
             "{tmp}/unreachable.kubeconfig",
             "--cluster-allowlist",
             "{tmp}/absent",
+            "--taskdb",
+            "dsn",
         ),
         ("--cluster-allowlist", "absent cannot be read"),
         setup=_kubeconfig(),
@@ -344,16 +398,69 @@ CASES = (
     # Checked against a running cluster: refused, and the cluster is unchanged.
     Case(
         "allowlist-bad-line-with-a-real-cluster",
-        ("run", "--target", "kubeconfig", "--kubeconfig", "{kubeconfig}", "--cluster-allowlist", "{tmp}/allowlist"),
+        (
+            "run",
+            "--target",
+            "kubeconfig",
+            "--kubeconfig",
+            "{kubeconfig}",
+            "--cluster-allowlist",
+            "{tmp}/allowlist",
+            "--taskdb",
+            "dsn",
+        ),
         ("allowlist:1: 'https://staging.example:6443' is not a fingerprint",),
         setup=_text("allowlist", "https://staging.example:6443   # the URL alone is not enough\n"),
         needs="cluster",
     ),
     Case(
         "real-cluster-not-allowlisted",
-        ("run", "--target", "kubeconfig", "--kubeconfig", "{kubeconfig}"),
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{kubeconfig}", "--taskdb", "dsn"),
         ("refusing to run the drill on cluster {fingerprint}", "--cluster-allowlist FILE"),
-        needs="cluster",
+        env={DSN_ENV: "postgresql://flowengine_user:{password}@127.0.0.1:{port}/flowengine_db"},
+        needs="both",
+        secrets=("{password}",),
+    ),
+    # Checked against a running cluster and database: the cluster is allowlisted, the TaskDB is not.
+    Case(
+        "real-taskdb-not-allowlisted",
+        (
+            "run",
+            "--target",
+            "kubeconfig",
+            "--kubeconfig",
+            "{kubeconfig}",
+            "--taskdb",
+            "dsn",
+            "--cluster-allowlist",
+            "{tmp}/allowlist",
+        ),
+        (
+            "refusing to run the drill against TaskDB pg:127.0.0.1:{port}/flowengine_db#",
+            "add the line 'pg:127.0.0.1:{port}/flowengine_db#",
+            "--cluster-allowlist",
+        ),
+        env={DSN_ENV: "postgresql://flowengine_user:{password}@127.0.0.1:{port}/flowengine_db"},
+        files={"allowlist": "{fingerprint}  # staging\n"},
+        needs="both",
+        secrets=("{password}",),
+    ),
+    Case(
+        "real-taskdb-check-target-not-allowlisted",
+        (
+            "check-target",
+            "--kubeconfig",
+            "{kubeconfig}",
+            "--taskdb",
+            "dsn",
+            "--cluster-allowlist",
+            "{tmp}/allowlist",
+        ),
+        ("refusing to let the runbook write to TaskDB pg:127.0.0.1:{port}/flowengine_db#",),
+        env={DSN_ENV: "postgresql://flowengine_user:{password}@127.0.0.1:{port}/flowengine_db"},
+        files={"allowlist": "{fingerprint}\n"},
+        needs="both",
+        secrets=("{password}",),
     ),
     Case(
         "real-cluster-check-target-not-allowlisted",
@@ -373,11 +480,20 @@ CASES = (
     ),
     Case(
         "dsn-wrong-password-run",
-        ("run", "--taskdb", "dsn"),
+        ("run", "--target", "kubeconfig", "--kubeconfig", "{tmp}/unreachable.kubeconfig", "--taskdb", "dsn"),
         ("127.0.0.1:{port}", "password authentication failed", "credentials"),
+        setup=_kubeconfig(),
         env={DSN_ENV: "postgresql://flowengine_user:" + WRONG_PASSWORD + "@127.0.0.1:{port}/flowengine_db"},
         needs="taskdb",
         secrets=(WRONG_PASSWORD,),
+    ),
+    Case(
+        "env-up-seeds-no-world-into-a-dsn",
+        ("env", "up", "--name", "stg", "--taskdb", "dsn"),
+        ("refusing to seed a drill world into TaskDB postgresql://flowengine_user:***@127.0.0.1:{port}/", "--bare"),
+        env={DSN_ENV: "postgresql://flowengine_user:{password}@127.0.0.1:{port}/flowengine_db"},
+        needs="taskdb",
+        secrets=("{password}",),
     ),
     Case(
         "dsn-unknown-database",
@@ -404,14 +520,21 @@ def foreign_cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def local_taskdb(tmp_path_factory) -> Iterator[TaskDB]:
-    """A real PostgreSQL on 127.0.0.1 with the Phase 6 schema and its rows."""
-    db = providers.start_local(tmp_path_factory.mktemp("taskdb"))
+def local_taskdb() -> Iterator[TaskDB]:
+    """A real PostgreSQL on 127.0.0.1 with the Phase 6 schema and its rows.
+
+    Its directory is outside /tmp/pytest-of-<user>, which every new pytest session as that user makes
+    private again: the cases read its system identifier, which the server reads from its control file by
+    absolute path, as the `postgres` user.
+    """
+    directory = tempfile.TemporaryDirectory(prefix="rollback-drill-taskdb-")
+    db = providers.start_local(Path(directory.name))
     try:
         reset_taskdb(db, load_config(), 6)
         yield db
     finally:
         providers.stop(db)
+        directory.cleanup()
 
 
 def _cluster_state(cluster: Cluster) -> dict[str, str]:
@@ -462,6 +585,8 @@ def _execute(case: Case, directory: Path, values: dict[str, str]) -> Outcome:
     values = {"tmp": str(directory), **values}
     if case.setup is not None:
         case.setup(directory)
+    for name, text in case.files.items():
+        (directory / name).write_text(text.format(**values))
     state_home = directory / "state"
     env = _caller_env(state_home) | {k: v.format(**values) for k, v in case.env.items()}
     return Outcome(_run([arg.format(**values) for arg in case.argv], env, directory), values, state_home)
@@ -507,14 +632,20 @@ def test_bad_input_exits_2_with_one_line(case: Case, tmp_path: Path, request: py
     if case.needs is None:
         _check(case, request.getfixturevalue("plain_outcomes")[case.id])
         return
-    if case.needs == "cluster":
+    values: dict[str, str] = {}
+    states: list[Callable[[], dict[str, Any]]] = []
+    if case.needs in {"cluster", "both"}:
         cluster: Cluster = request.getfixturevalue("foreign_cluster")
-        values = {"kubeconfig": cluster.kubeconfig, "fingerprint": cluster.fingerprint}
-        snapshot: Callable[[], dict[str, Any]] = lambda: _cluster_state(cluster)  # noqa: E731 - read twice
-    else:
+        values |= {"kubeconfig": cluster.kubeconfig, "fingerprint": cluster.fingerprint}
+        states.append(lambda: _cluster_state(cluster))
+    if case.needs in {"taskdb", "both"}:
         db: TaskDB = request.getfixturevalue("local_taskdb")
-        values = {"port": str(db.port), "password": db.password}
-        snapshot = lambda: _taskdb_state(db)  # noqa: E731
+        values |= {"port": str(db.port), "password": db.password}
+        states.append(lambda: _taskdb_state(db))
+
+    def snapshot() -> list[dict[str, Any]]:
+        return [state() for state in states]
+
     before = snapshot()
     _check(case, _execute(case, tmp_path, values))
     assert snapshot() == before, "the bad input changed the cluster or the database it was checked against"
@@ -524,7 +655,7 @@ def test_the_table_covers_what_the_issue_lists():
     """At least 20 inputs, among them the ones checked against a real cluster and a real database."""
     assert len(CASES) >= 20
     assert len({case.id for case in CASES}) == len(CASES)
-    assert {"cluster", "taskdb"} <= {case.needs for case in CASES}
+    assert {"cluster", "taskdb", "both"} <= {case.needs for case in CASES}
 
 
 def test_a_dsn_refusal_comes_before_anything_starts(tmp_path: Path) -> None:

@@ -131,16 +131,8 @@ def test_a_schema_revert_that_breaks_halfway_fails_step_3_and_restores_the_backu
 
 def test_an_injected_incident_is_marked_and_recorded(runbook, recorder, clock):
     marks = Marks(clock)
-    record = perform.inject_incident(
-        "mass-failure",
-        runbook.flowengine,
-        runbook.api,
-        runbook.cluster,
-        runbook.config,
-        marks=marks,
-        recorder=recorder,
-        phase=6,
-    )
+    stage = perform.IncidentStage(runbook.flowengine, runbook.api, runbook.cluster, runbook.config, runbook.taskdb)
+    record = perform.inject_incident("mass-failure", stage, marks=marks, recorder=recorder, phase=6)
     assert marks.get(INCIDENT_INJECTED) is not None
     assert record.repos
     (injected,) = events(recorder, "incident_injected")

@@ -55,10 +55,10 @@ def test_the_time_scale_option_wins_over_drill_yaml(config):
 
 
 def test_a_kubeconfig_target_keeps_real_windows_unless_the_option_says_otherwise(config):
-    staging = DrillOptions(target="kubeconfig", kubeconfig=Path("staging.kubeconfig"))
+    staging = DrillOptions(target="kubeconfig", kubeconfig=Path("staging.kubeconfig"), taskdb="dsn")
     assert config.time_scale != 1.0, "the packaged drill.yaml scales its windows; this test needs that"
     assert (staging.resolve(config).time_scale, staging.resolve(config).time_scale_source) == (1.0, "kubeconfig target")
-    scaled = DrillOptions(target="kubeconfig", kubeconfig=Path("staging.kubeconfig"), time_scale=0.25)
+    scaled = DrillOptions(target="kubeconfig", kubeconfig=Path("staging.kubeconfig"), taskdb="dsn", time_scale=0.25)
     assert scaled.resolve(config).time_scale == 0.25
 
 
@@ -164,6 +164,26 @@ def test_cross_option_checks_come_with_the_resolution():
         resolve_settings(raw(target="kubeconfig"))
 
 
+@pytest.mark.parametrize("taskdb", ["container", "local"])
+def test_a_kubeconfig_target_refuses_a_taskdb_the_drill_would_make_itself(taskdb):
+    with pytest.raises(ConfigError) as refused:
+        resolve_settings(raw(target="kubeconfig", kubeconfig="staging.kubeconfig", taskdb=taskdb))
+    assert str(refused.value) == (
+        "--target kubeconfig reaches staging's TaskDB: pass --taskdb dsn with ROLLBACK_DRILL_TASKDB_DSN set"
+    )
+
+
+@pytest.mark.parametrize("target", ["local", "kind"])
+def test_a_drill_made_target_refuses_somebodys_database_by_dsn(target):
+    with pytest.raises(ConfigError, match=f"--taskdb dsn names a database the drill did not create.*--target {target}"):
+        resolve_settings(raw(target=target, taskdb="dsn"))
+
+
+def test_staging_is_a_kubeconfig_target_with_its_taskdb_by_dsn():
+    settings = resolve_settings(raw(target="kubeconfig", kubeconfig="staging.kubeconfig", taskdb="dsn"))
+    assert (settings.target, settings.taskdb) == ("kubeconfig", "dsn")
+
+
 def test_participants_parse_and_refuse_what_is_not_role_equals_name():
     assert parse_participants("SRE On-Call = Ana , Engineering TL=Bo") == {"SRE On-Call": "Ana", "Engineering TL": "Bo"}
     assert parse_participants(None) == {}
@@ -214,3 +234,14 @@ def test_time_scale_3_is_a_usage_error_for_plain_pytest_before_collection():
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result
     assert "--time-scale must be at most 1" in result.stderr
     assert "collected" not in result.stdout, "pytest collected scenarios before refusing the option"
+
+
+def test_a_kubeconfig_target_without_dsn_is_a_usage_error_for_plain_pytest_before_collection():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "features/test_drill.py", "--target", "kubeconfig",
+         "--kubeconfig", "staging.kubeconfig", "-p", "no:cacheprovider", "--collect-only", "-q"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result
+    assert "--target kubeconfig reaches staging's TaskDB: pass --taskdb dsn" in result.stderr
+    assert "collected" not in result.stdout, "pytest collected scenarios before refusing the options"

@@ -130,7 +130,7 @@ def _cmd_inject(args: argparse.Namespace) -> int:
         return EXIT_OK
     api = state.cluster().api_client()
     try:
-        record = incidents.inject(args.incident, flowengine, api, load_config())
+        record = incidents.inject(args.incident, flowengine, api, load_config(), taskdb=state.taskdb_handle())
     finally:
         api.close()
     print(f"injected {record.name} into {state.name}; affected repos: {', '.join(record.repos) or 'none'}")
@@ -263,6 +263,13 @@ def _cmd_check_target(args: argparse.Namespace) -> int:
     allowlist = read_allowlist(args.cluster_allowlist)  # a malformed file is refused before the cluster is contacted
     cluster = identify("kubeconfig", args.kubeconfig, args.context)
     print(f"cluster {cluster.fingerprint} ({cluster.server_version})")
+    db = None
+    if args.taskdb == "dsn":
+        from rollback_drill.taskdb import identity, providers  # noqa: PLC0415
+
+        db = providers.from_dsn()
+        # Printed before either guard answers: both lines are what an allowlist file for this staging holds.
+        print(f"taskdb {identity.identify(db)} ({db.redacted_dsn})")
     guard_destructive(
         cluster,
         allowlist,
@@ -270,6 +277,9 @@ def _cmd_check_target(args: argparse.Namespace) -> int:
         "run destructive drill steps",
     )
     print("destructive drill actions are allowed on this cluster")
+    if db is not None:
+        identity.guard_writes(db, allowlist, "let the runbook write to")
+        print("the runbook's steps may write to this TaskDB")
     return EXIT_OK
 
 
@@ -321,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--kubeconfig", required=False)
     check.add_argument("--context")
     check.add_argument("--cluster-allowlist")
+    check.add_argument(
+        "--taskdb",
+        choices=("dsn",),
+        help="also identify the TaskDB that ROLLBACK_DRILL_TASKDB_DSN names, and whether the runbook may write to it",
+    )
     check.set_defaults(func=_cmd_check_target)
 
     run = sub.add_parser("run", help="run the drill (pytest-bdd underneath)")

@@ -28,7 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rollback_drill.config import DrillConfig, load_config
-from rollback_drill.errors import ConfigError, InputError, ToolchainError
+from rollback_drill.errors import ConfigError, InputError, ToolchainError, UnsafeTarget
 from rollback_drill.flowengine.client import FlowEngineClient
 from rollback_drill.kube.conflict import suppress_conflict
 from rollback_drill.paths import state_home
@@ -268,6 +268,11 @@ def bring_up(
         )
     # An existing database is checked before anything is started: a missing or wrong DSN is refused at once.
     existing_db = providers.from_dsn() if taskdb == "dsn" else None
+    if existing_db is not None and with_world:
+        raise UnsafeTarget(
+            f"refusing to seed a drill world into TaskDB {existing_db.redacted_dsn}: the drill did not create it; "
+            "leave --taskdb out for a TaskDB of the environment's own, or pass --bare for a cluster beside it"
+        )
     directory = state_home() / "envs" / name
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)

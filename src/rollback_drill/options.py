@@ -30,6 +30,7 @@ from rollback_drill.settings import (
     Settings,
     Target,
     TaskDBProvider,
+    check_taskdb_for_target,
     parse_participants,
     resolve_time_scale,
 )
@@ -182,6 +183,7 @@ class DrillOptions:
             raise ConfigError("--target kubeconfig needs --kubeconfig PATH (and usually --context NAME)")
         if self.target != "kubeconfig" and self.context is not None and self.kubeconfig is None:
             raise ConfigError("--context only applies with --kubeconfig")
+        check_taskdb_for_target(self.target, self.taskdb)
 
     def resolve(self, config: DrillConfig | None = None) -> Settings:
         """These options against their drill.yaml (``config``, else loaded from ``--config``): the drill's settings.

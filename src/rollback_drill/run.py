@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -17,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from rollback_drill import environment
 from rollback_drill.environment import EnvironmentState, known_drill_fingerprints
@@ -30,12 +33,89 @@ from rollback_drill.notify import notifier_from_config
 from rollback_drill.options import OPTIONS, resolve_settings
 from rollback_drill.runbook.plan import plan_rollback
 from rollback_drill.settings import Settings
-from rollback_drill.targets.cluster import guard_destructive, identify, read_allowlist
+from rollback_drill.targets.cluster import api_client, guard_destructive, identify, read_allowlist
 from rollback_drill.taskdb import providers
+from rollback_drill.taskdb.identity import guard_dsn_taskdb
 from rollback_drill.world.incidents import check_incident_name
 
 _PYTEST_TO_CLI = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 2}
 """pytest: 0 ok, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 nothing collected."""
+_PYTEST_OK, _PYTEST_INTERRUPTED, _PYTEST_NO_TESTS = 0, 2, 5
+
+
+EXIT_PASSED, EXIT_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass(frozen=True)
+class JUnitCounts:
+    """What pytest's JUnit XML says ran: scenarios collected, skipped, and the first skip's reason."""
+
+    tests: int
+    skipped: int
+    skip_message: str = ""
+
+    @property
+    def executed(self) -> int:
+        return self.tests - self.skipped
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    code: int
+    reason: str = ""
+    """One line saying why, when the code is not pytest's own verdict (nothing ran, the bundle failed)."""
+
+
+def read_junit(path: Path) -> JUnitCounts | None:
+    """The counts in pytest's ``--junitxml`` file; None when there is none (pytest stopped before writing it)."""
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 - pytest's own file, written a moment ago by this run
+    except (OSError, ET.ParseError):
+        return None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests = sum(int(suite.get("tests", "0")) for suite in suites)
+    skipped = sum(int(suite.get("skipped", "0")) for suite in suites)
+    first_skip = next(root.iter("skipped"), None)
+    message = (first_skip.get("message") or first_skip.text or "").strip() if first_skip is not None else ""
+    return JUnitCounts(tests, skipped, message.splitlines()[0] if message else "")
+
+
+def read_verdict(evidence: Path) -> str:
+    """The sealed bundle's verdict; a bundle whose evidence cannot be read counts as ``aborted``."""
+    try:
+        verdict = json.loads(evidence.read_text()).get("verdict")
+    except (OSError, ValueError, AttributeError):
+        return "aborted"
+    return str(verdict) if verdict in {"pass", "fail", "aborted"} else "aborted"
+
+
+def drill_exit_code(pytest_code: int, verdicts: list[str], junit: JUnitCounts | None) -> RunOutcome:
+    """The command's exit code from pytest's, the bundles' verdicts and what actually ran (CONVENTIONS).
+
+    Green means it ran: no scenario executed, or every one skipped, is exit 2 naming why. The exit
+    code follows the verdict: pytest may pass a scenario whose bundle says ``fail`` (a drill target
+    such as the 20-minute ``drill`` one missed when the bundle was sealed), and that is exit 1, as is
+    an ``aborted`` bundle.
+    """
+    if pytest_code < 0 or pytest_code == _PYTEST_INTERRUPTED:
+        return RunOutcome(EXIT_INTERRUPTED)
+    if pytest_code in (_PYTEST_OK, _PYTEST_NO_TESTS):
+        if junit is None or junit.tests == 0:
+            return RunOutcome(
+                EXIT_NOTHING_RAN,
+                "no scenario ran: nothing matched this incident and target; check --incident and the pytest arguments",
+            )
+        if junit.executed == 0:
+            why = f" ({junit.skip_message})" if junit.skip_message else ""
+            return RunOutcome(
+                EXIT_NOTHING_RAN, f"no scenario ran: all {junit.skipped} skipped{why}; a skipped drill is not a pass"
+            )
+    if pytest_code == _PYTEST_OK:
+        if "fail" in verdicts:
+            return RunOutcome(EXIT_FAILED, "the drill's verdict is fail (see the bundle's targets and steps)")
+        if "aborted" in verdicts:
+            return RunOutcome(EXIT_FAILED, "the drill's verdict is aborted (see the bundle's timeline)")
+    return RunOutcome(_PYTEST_TO_CLI.get(pytest_code, EXIT_FAILED))
 
 
 def project_root() -> Path:
@@ -58,14 +138,17 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def guard_before_run(settings: Settings) -> None:
-    """A kubeconfig target must be drill-made or allowlisted before pytest even starts (exit 2 otherwise)."""
+def guard_before_run(settings: Settings) -> str | None:
+    """A kubeconfig target must be drill-made or allowlisted before pytest even starts (exit 2 otherwise), and
+    so must its TaskDB (``--taskdb dsn``) by its identity; return that identity, or None for the drill's own."""
     if settings.target != "kubeconfig" or settings.dry_run:
-        return
+        return None
     if settings.kubeconfig is None:
         raise InputError("--target kubeconfig needs --kubeconfig PATH (and usually --context NAME)")
+    allowlist = read_allowlist(settings.cluster_allowlist)
     cluster = identify("kubeconfig", str(settings.kubeconfig), settings.context)
-    guard_destructive(cluster, read_allowlist(settings.cluster_allowlist), known_drill_fingerprints(), "run the drill")
+    guard_destructive(cluster, allowlist, known_drill_fingerprints(), "run the drill")
+    return guard_dsn_taskdb(allowlist) if settings.taskdb == "dsn" else None
 
 
 def check_options(args: argparse.Namespace) -> Settings:
@@ -80,6 +163,9 @@ def check_options(args: argparse.Namespace) -> Settings:
     if settings.env is not None:
         EnvironmentState.load(settings.env)
     read_allowlist(settings.cluster_allowlist)
+    if settings.target == "kubeconfig" and settings.kubeconfig is not None:
+        # Read without contacting the cluster: a kubeconfig that cannot work is named before the DSN is tried.
+        api_client(settings.kubeconfig, settings.context).close()
     if settings.taskdb == "dsn":
         providers.from_dsn()  # connects and reads the version only: a missing or wrong DSN is refused now
     if settings.notify == "live":
@@ -213,10 +299,16 @@ def run_drill(args: argparse.Namespace) -> int:
     ]
     with _drill_lock(settings):
         code = _run_forwarding_signals(argv, root)
+    verdicts: list[str] = []
     for evidence in sorted(set(evidence_dir.glob("*/evidence.json")) - before):
         add_test_reports(evidence.parent, scratch)
+        verdicts.append(read_verdict(evidence))
         print(f"evidence bundle: {evidence.parent}  (open {evidence.parent / 'report.html'})")
+    junit = read_junit(scratch / "junit.xml")
     shutil.rmtree(scratch, ignore_errors=True)
-    if code < 0:
-        return 130
-    return _PYTEST_TO_CLI.get(code, 1)
+    outcome = drill_exit_code(code, verdicts, junit)
+    if outcome.code == EXIT_NOTHING_RAN and outcome.reason:
+        raise InputError(outcome.reason)
+    if outcome.reason:
+        print(f"rollback-drill: {outcome.reason}", file=sys.stderr)
+    return outcome.code

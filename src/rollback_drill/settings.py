@@ -108,6 +108,29 @@ class Settings:
         return TimeScale(self.time_scale, self.time_scale_source).for_rehearsal(rehearsal_factor)
 
 
+DRILL_MADE_TASKDBS: tuple[TaskDBProvider, ...] = ("container", "local")
+"""Providers whose TaskDB the drill creates itself, for the worlds it makes (``--target local|kind``)."""
+
+
+def check_taskdb_for_target(target: Target, taskdb: TaskDBProvider) -> None:
+    """Staging's TaskDB only on staging, and somebody's database never in a world the drill makes.
+
+    A kubeconfig target is somebody's cluster: its FlowEngine writes to its own TaskDB, which the
+    drill must reach by DSN (``container``/``local`` would start a second, unrelated database the
+    runbook's Step 3 would revert instead). A drill-made target (``local``, ``kind``) seeds and resets
+    its TaskDB; a DSN names a database somebody else owns, so it is never handed to one.
+    """
+    if target == "kubeconfig" and taskdb != "dsn":
+        raise ConfigError(
+            "--target kubeconfig reaches staging's TaskDB: pass --taskdb dsn with ROLLBACK_DRILL_TASKDB_DSN set"
+        )
+    if target != "kubeconfig" and taskdb not in DRILL_MADE_TASKDBS:
+        raise ConfigError(
+            f"--taskdb {taskdb} names a database the drill did not create, and --target {target} seeds and resets "
+            "its own: leave --taskdb out (or pass container or local), or use --target kubeconfig for staging"
+        )
+
+
 def parse_participants(value: str | None) -> dict[str, str]:
     """``"SRE On-Call=Ana,Engineering TL=Bo"`` → ``{"SRE On-Call": "Ana", "Engineering TL": "Bo"}``."""
     if not value:

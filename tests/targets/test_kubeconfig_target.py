@@ -38,15 +38,37 @@ def _world(state):
     return world.allowlist, world.replicas, world.alert_rules, world.schema_version
 
 
+def _allowlist_lines(staging, db, allowlist) -> list[str]:
+    """What a staging user does first: `check-target --taskdb dsn` names the cluster and the TaskDB to allowlist."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "rollback_drill.cli", "check-target", "--kubeconfig", staging.kubeconfig,
+            "--taskdb", "dsn", "--cluster-allowlist", str(allowlist),
+        ],
+        env=dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result  # the TaskDB is not allowlisted yet
+    assert "refusing to let the runbook write to TaskDB pg:" in result.stderr
+    return [line.split()[1] for line in result.stdout.splitlines() if line.startswith(("cluster ", "taskdb "))]
+
+
 def test_a_staging_drill_leaves_the_cluster_as_it_found_it(staging, tmp_path):
     before = _world(staging)
     db = staging.taskdb_handle()
+    allowlist = tmp_path / "allowlist"
+    allowlist.write_text("# staging, as `rollback-drill check-target --taskdb dsn` names it\n")
+    cluster_line, taskdb_line = _allowlist_lines(staging, db, allowlist)
+    assert cluster_line == staging.fingerprint
+    assert taskdb_line.startswith(f"pg:{db.host}:{db.port}/{db.database}#"), taskdb_line
+    allowlist.write_text(f"{cluster_line}\n{taskdb_line}\n")
+    evidence_dir = tmp_path / "evidence"
     result = subprocess.run(
         [
             sys.executable, "-m", "rollback_drill.cli", "run", "--target", "kubeconfig",
-            "--kubeconfig", staging.kubeconfig, "--taskdb", "dsn",
+            "--kubeconfig", staging.kubeconfig, "--taskdb", "dsn", "--cluster-allowlist", str(allowlist),
             "--flowengine-url", staging.services["flowengine"]["url"],
-            "--incident", "cost-runaway", "--time-scale", "0.001", "--evidence-dir", str(tmp_path),
+            "--incident", "cost-runaway", "--time-scale", "0.001", "--evidence-dir", str(evidence_dir),
         ],
         env=dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn),
         capture_output=True, text=True, timeout=600, check=False,
@@ -54,15 +76,38 @@ def test_a_staging_drill_leaves_the_cluster_as_it_found_it(staging, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert _world(staging) == before
 
-    bundle = next(tmp_path.glob("*/evidence.json")).parent
+    bundle = next(evidence_dir.glob("*/evidence.json")).parent
     evidence = json.loads((bundle / "evidence.json").read_text())
     assert evidence["verdict"] == "pass"
     assert evidence["target"]["kind"] == "kubeconfig"
+    assert evidence["target"]["taskdb"] == taskdb_line
+
     events = [json.loads(line) for line in (bundle / "timeline.jsonl").read_text().splitlines()]
     put_back = [e for e in events if e["kind"] == "put_back"]
     assert put_back, "the drill did not record putting the cluster back"
     assert tuple(put_back[0]["allowlist"]) == before[0]
     assert db.password not in (bundle / "evidence.json").read_text() + (bundle / "timeline.jsonl").read_text()
+
+
+def test_a_staging_drill_whose_taskdb_is_not_allowlisted_is_refused_before_it_starts(staging, tmp_path):
+    db = staging.taskdb_handle()
+    before = _world(staging)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "rollback_drill.cli", "run", "--target", "kubeconfig",
+            "--kubeconfig", staging.kubeconfig, "--taskdb", "dsn",
+            "--flowengine-url", staging.services["flowengine"]["url"],
+            "--incident", "cost-runaway", "--evidence-dir", str(tmp_path),
+        ],
+        env=dict(os.environ, ROLLBACK_DRILL_TASKDB_DSN=db.dsn),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"refusing to run the drill against TaskDB pg:{db.host}:{db.port}/{db.database}#" in lines[0]
+    assert not list(tmp_path.glob("*/evidence.json")), "a refused drill must not start"
+    assert _world(staging) == before
 
 
 def test_a_second_drill_on_a_shared_cluster_is_refused_naming_the_holder(staging, tmp_path):

@@ -111,7 +111,7 @@ def record_targets(
     return targets
 
 
-def record_drill_target(recorder: Recorder, marks: Marks) -> bool:
+def record_drill_target(recorder: Recorder, marks: Marks, *, limit_s: float | None = None) -> bool:
     """Mark the bundle as sealed now, measure the ``drill`` target and record it; return whether it is met.
 
     Without a marked drill start there is nothing to measure, and the drill's other targets stand.
@@ -119,10 +119,14 @@ def record_drill_target(recorder: Recorder, marks: Marks) -> bool:
     if marks.get(DRILL_START) is None:
         return True
     marks.mark(BUNDLE_SEALED, recorder.clock.monotonic(), overwrite=True)
-    target = drill_target(marks)
+    target = drill_target(marks, limit_s=limit_s)
     if target is None:  # pragma: no cover - both marks were just checked
         return True
-    recorder.event(DRILL_MEASURED, marks={DRILL_START: marks.get(DRILL_START), BUNDLE_SEALED: marks.get(BUNDLE_SEALED)})
+    recorder.event(
+        DRILL_MEASURED,
+        marks={DRILL_START: marks.get(DRILL_START), BUNDLE_SEALED: marks.get(BUNDLE_SEALED)},
+        limit_s=target.limit,
+    )
     targets = [t for t in recorder.evidence.get("targets", []) if t["name"] != DRILL]
     targets.append(target.as_evidence())
     recorder.set_targets(targets)
@@ -267,7 +271,8 @@ def recomputed_targets(events: list[dict[str, Any]]) -> list[TargetResult]:
         )
     closed = next((e for e in reversed(events) if e.get("kind") == DRILL_MEASURED), None)
     if closed is not None:
-        drill = drill_target(_marks_from(closed.get("marks")))
+        limit = closed.get("limit_s")
+        drill = drill_target(_marks_from(closed.get("marks")), limit_s=float(limit) if limit is not None else None)
         targets = [t for t in targets if t.name != DRILL]
         if drill is not None:
             targets.append(drill)

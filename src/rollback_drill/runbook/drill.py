@@ -28,6 +28,8 @@ from rollback_drill.timing import wait
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.probe import Probe, ProbeSample, samples_between
 from rollback_drill.timing.windows import (
+    DEFAULT_LIMITS,
+    DRILL,
     Marks,
     TargetResult,
     step_end,
@@ -146,6 +148,10 @@ def _git_sha() -> str | None:
     return sha if proc.returncode == 0 and len(sha) == 40 else None
 
 
-def close_drill_target(recorder: Recorder, marks: Marks) -> bool:
-    """Measure the ``drill`` target (drill start → now, just before the bundle is sealed); return whether it is met."""
-    return record_drill_target(recorder, marks)
+def close_drill_target(recorder: Recorder, marks: Marks, config: DrillConfig | None = None) -> bool:
+    """Measure the ``drill`` target (drill start → now, just before the bundle is sealed); return whether it is met.
+
+    The limit is the runbook's 20 minutes, or drill.yaml's (checked, only ever tighter) override of it.
+    """
+    limit_s = DEFAULT_LIMITS[DRILL] if config is None else config.budget_s(DRILL, DEFAULT_LIMITS[DRILL])
+    return record_drill_target(recorder, marks, limit_s=limit_s)

@@ -39,6 +39,7 @@ from rollback_drill.runbook.drill import hold, triage_hold_s
 from rollback_drill.runbook.putback import put_back_after_drill
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.taskdb.backup import RestoreCheck
+from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.windows import INCIDENT_INJECTED, Marks, step_end, step_start
 from rollback_drill.world import incidents
@@ -74,19 +75,25 @@ def record_step_result(recorder: Recorder, step_id: str, result: _Result) -> Non
 # --- around the runbook ------------------------------------------------------------------------------
 
 
-def inject_incident(
-    name: str,
-    flowengine: FlowEngineClient,
-    api: client.ApiClient,
-    cluster: Cluster,
-    config: DrillConfig,
-    *,
-    marks: Marks,
-    recorder: Recorder,
-    phase: int,
-) -> IncidentRecord:
-    """Inject incident ``name`` (its cluster side only on a cluster the drill made), mark the instant, record it."""
-    record = incidents.inject(name, flowengine, api if cluster.created_by_drill else None, config)
+@dataclass(frozen=True)
+class IncidentStage:
+    """What an incident is injected through: FlowEngine, the cluster (as its admin, not as the runbook's
+    least-privilege identity: the incident is not the runbook's doing), the configuration and TaskDB."""
+
+    flowengine: FlowEngineClient
+    api: client.ApiClient
+    cluster: Cluster
+    config: DrillConfig
+    taskdb: TaskDB | None = None
+
+
+def inject_incident(name: str, stage: IncidentStage, *, marks: Marks, recorder: Recorder, phase: int) -> IncidentRecord:
+    """Inject incident ``name`` (its cluster side only on a cluster the drill made), mark the instant, record it.
+
+    The stage's ``taskdb`` lets the injection refuse to corrupt a database the drill did not create.
+    """
+    api = stage.api if stage.cluster.created_by_drill else None
+    record = incidents.inject(name, stage.flowengine, api, stage.config, taskdb=stage.taskdb)
     marks.mark(INCIDENT_INJECTED, overwrite=True)
     incidents.record_injection(recorder, record, phase)
     return record

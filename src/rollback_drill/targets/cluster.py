@@ -23,6 +23,9 @@ TargetKind = Literal["local", "kind", "kubeconfig"]
 TARGETS: tuple[TargetKind, ...] = ("local", "kind", "kubeconfig")
 _COMMENT = re.compile(r"\s+#")
 _FINGERPRINT = re.compile(r"https?://[^\s#]+#[0-9a-f-]{36}")
+TASKDB_IDENTITY_PREFIX = "pg:"
+_TASKDB_IDENTITY = re.compile(r"pg:(\[[0-9A-Fa-f:.]+\]|[^\s:/#\[\]]+):[0-9]{1,5}/[^\s#/]+#[0-9]+")
+"""``pg:<host>:<port>/<database>#<system_identifier>`` (``taskdb.identity`` makes it; it is matched here as text)."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,12 @@ def identify(
 
 
 def read_allowlist(path: str | Path | None) -> frozenset[str]:
-    """One fingerprint per line. ``#`` at the start of a line, or after white space, starts a comment.
+    """One entry per line: a cluster fingerprint, or a TaskDB identity. ``#`` at the start of a line, or
+    after white space, starts a comment.
 
-    The fingerprint itself contains a ``#`` (``https://host:6443#<uid>``), so a ``#``
-    glued to the URL is part of it, not a comment.
+    Both kinds of entry contain a ``#`` of their own (``https://host:6443#<uid>``,
+    ``pg:host:5432/db#<system identifier>``), so a ``#`` glued to the entry is part of it,
+    not a comment. TaskDB identities are kept as written; ``taskdb.identity`` matches them.
     """
     if path is None:
         return frozenset()
@@ -124,10 +129,18 @@ def read_allowlist(path: str | Path | None) -> frozenset[str]:
         line = _COMMENT.split(raw.strip(), maxsplit=1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        if not _FINGERPRINT.fullmatch(line):
+        if line.startswith(TASKDB_IDENTITY_PREFIX):
+            if not _TASKDB_IDENTITY.fullmatch(line):
+                raise ConfigError(
+                    f"--cluster-allowlist {path}:{number}: {line!r} is not a TaskDB identity "
+                    "(expected pg:<host>:<port>/<database>#<system identifier>, as "
+                    "`rollback-drill check-target --taskdb dsn` prints)"
+                )
+        elif not _FINGERPRINT.fullmatch(line):
             raise ConfigError(
                 f"--cluster-allowlist {path}:{number}: {line!r} is not a fingerprint "
-                "(expected <api-server-url>#<kube-system uid>, as `rollback-drill env status` prints)"
+                "(expected <api-server-url>#<kube-system uid>, as `rollback-drill env status` prints, "
+                "or a TaskDB's pg:<host>:<port>/<database>#<system identifier>)"
             )
         entries.add(line)
     return frozenset(entries)

@@ -47,6 +47,9 @@ class TaskDB:
     container_id: str | None = None
     data_dir: str | None = None
     server_major: int | None = None
+    created_by_drill: bool = False
+    """True only for a database the drill started itself (``container``, ``local``): only those are ever seeded,
+    reset or corrupted on purpose. A ``dsn`` database is somebody's and is never."""
 
     @property
     def dsn(self) -> str:
@@ -75,7 +78,10 @@ class TaskDB:
 
     @classmethod
     def from_state(cls, data: dict[str, object]) -> TaskDB:
-        return cls(**data)  # type: ignore[arg-type]
+        """The handle a state file recorded. Files written before the flag existed: the drill started a
+        ``container`` or ``local`` database itself, never a ``dsn`` one."""
+        recorded = {"created_by_drill": data.get("provider") in {"container", "local"}, **data}
+        return cls(**recorded)  # type: ignore[arg-type]
 
     def connect(self, *, timeout_s: float = 5.0, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
         try:
@@ -186,7 +192,7 @@ def start_local(data_root: Path) -> TaskDB:
     bootstrap = TaskDB("local", "127.0.0.1", port, "postgres", USER, password, data_dir=str(data_dir))
     with bootstrap.connect() as conn:
         conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    db = TaskDB("local", "127.0.0.1", port, DATABASE, USER, password, data_dir=str(data_dir))
+    db = TaskDB("local", "127.0.0.1", port, DATABASE, USER, password, data_dir=str(data_dir), created_by_drill=True)
     return TaskDB(**{**asdict(db), "server_major": wait_ready(db)})
 
 
@@ -258,6 +264,7 @@ def start_container(image: str, *, label: str, network: str | None = None) -> Ta
         user=USER,
         password=password,
         container_id=str(wrapped.id),
+        created_by_drill=True,
     )
     return TaskDB(**{**asdict(db), "server_major": wait_ready(db)})
 

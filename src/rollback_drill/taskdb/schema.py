@@ -10,6 +10,7 @@ from importlib import resources
 
 from rollback_drill.config import DrillConfig
 from rollback_drill.errors import VerificationFailed
+from rollback_drill.taskdb.identity import require_created_by_drill
 from rollback_drill.taskdb.providers import TaskDB
 
 PILOT_MIGRATION_FILE = "20251104_001_pilot.sql"
@@ -32,6 +33,7 @@ def current_version(db: TaskDB) -> str | None:
 
 def seed_schema(db: TaskDB, config: DrillConfig, phase: int) -> str:
     """Apply the pilot schema and every migration up to ``phase``; idempotent. Return the resulting version."""
+    require_created_by_drill(db, "seed the schema")
     with db.connect() as conn:
         conn.execute(migration_sql(PILOT_MIGRATION_FILE))
         for migration in config.schema.migrations_for(phase):

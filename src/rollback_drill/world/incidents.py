@@ -19,6 +19,8 @@ from rollback_drill.errors import InputError
 from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.flowengine.client import FlowEngineClient, IncidentRecord
 from rollback_drill.flowengine.incidents import INCIDENT_NAMES
+from rollback_drill.taskdb.identity import require_created_by_drill
+from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.world.manifests import FAULT_ANNOTATION, KWOK_IMAGE_PREFIX
 
@@ -82,15 +84,32 @@ def _stop_container(api: client.ApiClient, namespace: str, pod: str, container: 
             raise
 
 
+TASKDB_CORRUPTING = frozenset({"db-corruption"})
+"""Incidents whose injection changes TaskDB's schema and rows for real (drops a constraint, writes invalid quotas)."""
+
+
+def check_injectable(name: str, taskdb: TaskDB | None) -> None:
+    """An incident that corrupts TaskDB only ever goes into a TaskDB the drill created (``UnsafeTarget`` otherwise)."""
+    if name in TASKDB_CORRUPTING and taskdb is not None:
+        require_created_by_drill(taskdb, f"inject {name} (ALTER TABLE repo_quotas DROP CONSTRAINT)")
+
+
 def inject(
-    name: str, flowengine: FlowEngineClient, api: client.ApiClient | None, config: DrillConfig
+    name: str,
+    flowengine: FlowEngineClient,
+    api: client.ApiClient | None,
+    config: DrillConfig,
+    *,
+    taskdb: TaskDB | None = None,
 ) -> IncidentRecord:
     """Inject ``name``: the cluster side first (if any, and only with a drill-made cluster's ``api``), then the signal.
 
-    Where FlowEngine's pods really run (kind), a crash loop takes FlowEngine down with it, so the signal
-    goes first, while the pods still answer.
+    ``taskdb``: the TaskDB behind ``flowengine``; an incident that corrupts it is refused unless the drill
+    created it. Where FlowEngine's pods really run (kind), a crash loop takes FlowEngine down with it, so
+    the signal goes first, while the pods still answer.
     """
     check_incident_name(name)
+    check_injectable(name, taskdb)
     if name == "crash-loop" and api is not None:
         names = config.kubernetes
         deployment = client.AppsV1Api(api).read_namespaced_deployment(names.deployment, names.namespace)

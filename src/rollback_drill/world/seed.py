@@ -22,6 +22,7 @@ from rollback_drill.kube.rollout import settled, wait_for_rollout
 from rollback_drill.kube.rules import PrometheusRules
 from rollback_drill.targets.cluster import Cluster
 from rollback_drill.taskdb import schema
+from rollback_drill.taskdb.identity import require_created_by_drill
 from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.wait import wait_until
 from rollback_drill.world import manifests
@@ -154,6 +155,8 @@ def seed_world(
         raise UnsafeTarget(
             f"refusing to seed the drill world on {cluster.fingerprint}: the world is only seeded on clusters the drill created"
         )
+    if taskdb is not None:  # before anything is written to it, the shared injections included
+        require_created_by_drill(taskdb, "seed the drill world")
     names = config.kubernetes
     core = client.CoreV1Api(api)
     apps = client.AppsV1Api(api)
@@ -211,7 +214,11 @@ def _delete_faulted_pods(core: client.CoreV1Api, config: DrillConfig) -> None:
 
 
 def reset_taskdb(taskdb: TaskDB, config: DrillConfig, phase: int) -> None:
-    """TaskDB back to the phase's schema, with no flows: drop everything in ``public`` and migrate again."""
+    """TaskDB back to the phase's schema, with no flows: drop everything in ``public`` and migrate again.
+
+    Only on a TaskDB the drill created (``UnsafeTarget`` otherwise, before anything is dropped).
+    """
+    require_created_by_drill(taskdb, "reset (DROP SCHEMA public CASCADE) and seed")
     with taskdb.connect() as conn:
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
