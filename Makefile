@@ -14,7 +14,7 @@ PYTEST_FLAGS ?= -q
 ISOLATED = @home=$$(mktemp -d /tmp/rollback-drill-test.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
 	XDG_STATE_HOME=$$home/state $(BIN)/pytest --evidence-dir $$home/reports
 
-.PHONY: help venv docker chromium monitoring toolchain prerequisites lint types contracts unit features test drill test-kind bench clean clean-host
+.PHONY: help venv docker chromium monitoring bubblewrap toolchain prerequisites lint types contracts unit features test drill test-kind bench clean clean-host
 
 help:
 	@echo "make drill      a full drill (Phase 7, mass-failure) on the local control plane; evidence under reports/"
@@ -42,10 +42,14 @@ chromium:
 monitoring:
 	@scripts/ensure-monitoring.sh
 
+# `rollback-drill conformance` runs the runbook's commands under bubblewrap (Debian) where it is present.
+bubblewrap:
+	@scripts/ensure-bubblewrap.sh
+
 toolchain: venv
 	$(BIN)/rollback-drill toolchain
 
-prerequisites: venv docker chromium monitoring toolchain
+prerequisites: venv docker chromium monitoring bubblewrap toolchain
 
 lint: venv
 	$(BIN)/ruff check .
