@@ -118,3 +118,23 @@ def test_an_existing_state_directory_is_narrowed_to_0700(tmp_path, monkeypatch):
     environment.write_private(environment.envs_dir() / "x.json", "{}")
     assert stat.S_IMODE(environment.envs_dir().stat().st_mode) == 0o700
     assert stat.S_IMODE((environment.envs_dir() / "x.json").stat().st_mode) == 0o600
+
+
+def test_identity_given_the_program_at_start_does_not_race_the_exec(child):
+    identity = local.process_identity(child.pid, sys.executable)
+    assert identity == local.process_identity(child.pid)
+    assert local.still_ours(LocalProcess("x", child.pid, "", identity=identity))
+
+
+def test_a_script_started_by_its_path_is_still_recognised(tmp_path):
+    script = tmp_path / "service.sh"
+    script.write_text("#!/bin/sh\nsleep 60\n")
+    script.chmod(0o755)
+    started = local._spawn("service", [str(script)], tmp_path)
+    try:
+        assert started.identity is not None
+        assert started.identity.program == str(script)
+        assert local.still_ours(started)
+    finally:
+        assert local.stop_processes((started,), grace_s=5.0) == []
+    assert local.process_identity(started.pid) is None or not local._alive(started.pid)

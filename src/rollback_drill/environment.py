@@ -467,7 +467,7 @@ def _start_service(
         raise ToolchainError(f"{name} did not report ready within {timeout_s:.0f}s; see {log}:\n{tail}")
     info: dict[str, Any] = json.loads(ready[0])
     info["pid"] = proc.pid
-    identity = local.process_identity(proc.pid)
+    identity = local.process_identity(proc.pid, argv[0])
     info["identity"] = identity.to_state() if identity else None
     info["log"] = str(log)
     return info

@@ -66,24 +66,41 @@ class ProcessIdentity:
         return cls(int(data["start_ticks"]), str(data["program"]))
 
 
-def process_identity(pid: int) -> ProcessIdentity | None:
-    """``pid``'s start time and program from /proc, or None when no such process is there."""
+def process_identity(pid: int, program: str | None = None) -> ProcessIdentity | None:
+    """``pid``'s start time and program from /proc, or None when no such process is there.
+
+    Give ``program`` (the argv[0] it was started with) right after starting a process: until the
+    kernel has finished loading the new program, /proc/<pid>/cmdline can still read empty, while
+    the start time, set when the process was forked, is already final.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if program is None else b""
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name (field 2) is in parentheses and may hold spaces or ")": fields 3.. follow the last ")".
     fields = stat.rsplit(")", 1)[-1].split()
-    program = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+    if program is None:
+        program = cmdline.split(b"\0", 1)[0].decode(errors="replace")
     return ProcessIdentity(start_ticks=int(fields[19]), program=program)
 
 
 def still_ours(process: LocalProcess) -> bool:
     """Whether ``process.pid`` is still the process that was started (always, when no identity was recorded)."""
-    if process.identity is None:
+    recorded = process.identity
+    if recorded is None:
         return True
-    return process_identity(process.pid) == process.identity
+    current = process_identity(process.pid)
+    if current is None or current.start_ticks != recorded.start_ticks:
+        return False
+    if not recorded.program:
+        return True
+    # A script started by its path runs as its interpreter: the path is then one of the first words.
+    try:
+        words = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[:3]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return recorded.program in {word.decode(errors="replace") for word in words}
 
 
 @dataclass(frozen=True)
@@ -173,7 +190,9 @@ def _spawn(name: str, argv: list[str], directory: Path) -> LocalProcess:
             start_new_session=True,
             cwd=directory,
         )
-    return LocalProcess(name=name, pid=proc.pid, log=str(log), argv=tuple(argv), identity=process_identity(proc.pid))
+    return LocalProcess(
+        name=name, pid=proc.pid, log=str(log), argv=tuple(argv), identity=process_identity(proc.pid, argv[0])
+    )
 
 
 def _alive(pid: int) -> bool:
