@@ -147,3 +147,11 @@ def test_a_finished_command_leaves_no_background_process(sandbox):
     assert result.stdout.strip() == "started"
     assert _processes_in(sandbox.root) == []
     assert not list(sandbox.journal.rglob(".environment"))  # the variables file goes with the run
+
+
+def test_the_standins_python_is_reachable(sandbox):
+    # The interpreter may live under /root (pyenv) or /home: it is bound in, read-only.
+    result = run(sandbox, "blocks --help")
+    assert result.exit_code not in {126, 127}, result.stderr
+    assert "not found" not in result.stderr
+    assert "the conformance run did not set up this stand-in" in result.stderr  # its own Python answered

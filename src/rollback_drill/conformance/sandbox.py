@@ -143,7 +143,11 @@ def prepare_sandbox(work_dir: Path, tools: SandboxTools, *, isolate: bool | None
     """
     bwrap = namespace_sandbox() if isolate is None else (namespace_sandbox() if isolate else None)
     work_dir = work_dir.absolute()
-    readable = (str(tools.kubectl), str(Path(str(resources.files("rollback_drill"))).parent), sys.prefix)
+    # What the commands run from the host: kubectl, and the stand-ins' Python (the package, the
+    # virtualenv and the interpreter it was made from, which may live under /root, e.g. pyenv's).
+    python_home = str(Path(sys.executable).resolve().parent.parent)
+    source_root = str(Path(str(resources.files("rollback_drill"))).parent)
+    readable = tuple(dict.fromkeys((str(tools.kubectl), source_root, sys.prefix, sys.base_prefix, python_home)))
     sandbox = Sandbox(work_dir, shutil.which("bash") or "/bin/bash", bwrap, readable if bwrap else ())
     for directory in (sandbox.bin, sandbox.tools, sandbox.tmp, sandbox.home, sandbox.state, sandbox.journal):
         directory.mkdir(parents=True, exist_ok=True)
