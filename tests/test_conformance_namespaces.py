@@ -155,3 +155,16 @@ def test_the_standins_python_is_reachable(sandbox):
     assert result.exit_code not in {126, 127}, result.stderr
     assert "not found" not in result.stderr
     assert "the conformance run did not set up this stand-in" in result.stderr  # its own Python answered
+
+
+def test_only_the_commands_own_directories_are_writable(sandbox):
+    result = run(
+        sandbox, "echo x > ../bin/kubectl; echo x > ../beside; echo x > $TMPDIR/ok; echo x > $RB_CONF_STATE/ok"
+    )
+    assert "kubectl saw" in (sandbox.bin / "kubectl").read_text(encoding="utf-8") or "--kubeconfig" in (
+        sandbox.bin / "kubectl"
+    ).read_text(encoding="utf-8")
+    assert not (sandbox.root / "beside").exists()
+    assert (sandbox.tmp / "ok").is_file()
+    assert (sandbox.state / "ok").is_file()
+    assert result.stderr.count("Permission denied") == 2

@@ -16,9 +16,9 @@ limit passes, and returns the redacted output and the kubectl calls it made.
 
 Where bubblewrap works (``scripts/ensure-bubblewrap.sh``), the script also runs in namespaces of
 its own: the host's root read-only, a private /tmp, /root and /home hidden, its own PID and IPC
-namespaces, as ``nobody`` (root drops to it before bubblewrap starts, so the host's root-owned
-files stay closed), an empty environment but for the sandbox's own, and only the sandbox
-directory writable. The network is shared: the drill's API server and TaskDB are on loopback.
+namespaces, as ``nobody`` (the real one: root's files stay closed to it), an empty environment
+but for the sandbox's own, and only ``tmp/``, ``home/``, ``state/`` and ``kubectl-journal/``
+writable (``bin/`` and what else the run keeps beside them stay root's). The network is shared: the drill's API server and TaskDB are on loopback.
 kubectl gets a copy of the kubeconfig with its certificates inside, since the originals are
 readable by root only. Without bubblewrap the PATH allowlist is the only fence.
 """
@@ -175,7 +175,10 @@ def prepare_sandbox(work_dir: Path, tools: SandboxTools, *, isolate: bool | None
         if found and not (sandbox.tools / name).exists():
             (sandbox.tools / name).symlink_to(found)
     if bwrap:
-        _hand_over(work_dir)
+        for writable in (sandbox.tmp, sandbox.home, sandbox.state, sandbox.journal):
+            _hand_over(writable)
+        if Path(kubeconfig_path).is_file() and kubeconfig_path != tools.kubeconfig:
+            _hand_over(Path(kubeconfig_path))
     return sandbox
 
 
@@ -207,7 +210,11 @@ def _namespaced(
     made: set[Path] = set()
     for path, bind in [*((p, "--ro-bind") for p in readable), *((p, "--bind") for p in writable)]:
         hidden_root = next((h for h in _HIDDEN if path.startswith(h + "/")), None)
-        if hidden_root is None or not Path(path).exists():
+        if hidden_root is None:
+            if bind == "--bind":
+                args += [bind, path, path]  # over the read-only root
+            continue
+        if not Path(path).exists():
             continue
         # the directories above it, made passable inside the empty /tmp, /root or /home
         for parent in reversed(Path(path).parents):
