@@ -168,3 +168,16 @@ def test_only_the_commands_own_directories_are_writable(sandbox):
     assert (sandbox.tmp / "ok").is_file()
     assert (sandbox.state / "ok").is_file()
     assert result.stderr.count("Permission denied") == 2
+
+
+def test_a_work_dir_nobody_cannot_reach_falls_back_to_the_allowlist(tmp_path, tools, monkeypatch):
+    from rollback_drill.conformance import sandbox as sandbox_module  # noqa: PLC0415 - only this test patches it
+
+    closed = tmp_path / "closed-env"
+    closed.mkdir()
+    closed.chmod(0o700)
+    monkeypatch.setattr(sandbox_module, "_HIDDEN", ("/nowhere",))  # as if the run lived outside /tmp
+    assert prepare_sandbox(closed / "run", tools).bwrap is None
+    closed.chmod(0o755)
+    if all(p.stat().st_mode & 0o001 for p in closed.parents):
+        assert prepare_sandbox(closed / "run2", tools).bwrap is not None

@@ -141,8 +141,8 @@ def prepare_sandbox(work_dir: Path, tools: SandboxTools, *, isolate: bool | None
 
     ``isolate``: run commands in namespaces (bubblewrap); None (the default) when bubblewrap works here.
     """
-    bwrap = namespace_sandbox() if isolate is None else (namespace_sandbox() if isolate else None)
     work_dir = work_dir.absolute()
+    bwrap = namespace_sandbox() if isolate is not False and _reachable_inside(work_dir) else None
     # What the commands run from the host: kubectl, and the stand-ins' Python (the package, the
     # virtualenv and the interpreter it was made from, which may live under /root, e.g. pyenv's).
     python_home = str(Path(sys.executable).resolve().parent.parent)
@@ -229,6 +229,20 @@ def _namespaced(
         return [bwrap, *args, "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--", *argv]
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs"]
     return [bwrap, *args, "--", *drop, *argv]
+
+
+def _reachable_inside(work_dir: Path) -> bool:
+    """Whether ``nobody`` can pass through every directory above ``work_dir`` inside the sandbox.
+
+    When it cannot, the commands run with the PATH allowlist alone, as without bubblewrap.
+
+    Under /tmp, /root and /home the sandbox makes those directories itself (0755); elsewhere they
+    are the host's, and a 0700 one among them (an environment's own directory) would shut the
+    command out of its working directory.
+    """
+    if os.geteuid() != 0 or any(str(work_dir).startswith(h + "/") for h in _HIDDEN):
+        return True
+    return all(p.stat().st_mode & 0o001 for p in work_dir.parents if p.exists())
 
 
 def _hand_over(directory: Path) -> None:
