@@ -14,13 +14,14 @@ PYTEST_FLAGS ?= -q
 ISOLATED = @home=$$(mktemp -d /tmp/rollback-drill-test.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
 	XDG_STATE_HOME=$$home/state $(BIN)/pytest --evidence-dir $$home/reports
 
-.PHONY: help venv docker chromium monitoring toolchain prerequisites lint types contracts unit features test drill test-kind bench clean
+.PHONY: help venv docker chromium monitoring bubblewrap toolchain prerequisites lint types contracts unit features test drill test-kind bench clean clean-host
 
 help:
 	@echo "make drill      a full drill (Phase 7, mass-failure) on the local control plane; evidence under reports/"
 	@echo "make test       lint, types, import contract, unit tests and features (installs what it needs)"
 	@echo "make test-kind  the @kind scenarios (needs Docker and a kind node image)"
 	@echo "make bench      benchmarks, written to reports/bench/"
+	@echo "make clean-host undo what test-kind changed on the host (dockerd's default runtime back, the runc wrapper gone)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +42,14 @@ chromium:
 monitoring:
 	@scripts/ensure-monitoring.sh
 
+# `rollback-drill conformance` runs the runbook's commands under bubblewrap (Debian) where it is present.
+bubblewrap:
+	@scripts/ensure-bubblewrap.sh
+
 toolchain: venv
 	$(BIN)/rollback-drill toolchain
 
-prerequisites: venv docker chromium monitoring toolchain
+prerequisites: venv docker chromium monitoring bubblewrap toolchain
 
 lint: venv
 	$(BIN)/ruff check .
@@ -74,6 +79,10 @@ test-kind: prerequisites
 	scripts/install-runc-wrapper.sh
 	scripts/build-kind-node.sh
 	$(BIN)/pytest features -m kind --target kind $(PYTEST_FLAGS)
+
+# The reverse of test-kind's scripts/install-runc-wrapper.sh (root; waits for the drill's containers to finish).
+clean-host:
+	scripts/uninstall-runc-wrapper.sh
 
 bench: prerequisites
 	$(BIN)/pip install -q -e '.[dev,bench]' && $(BIN)/python benchmarks/run.py

@@ -6,7 +6,9 @@
 #   If both work, nothing is installed: ordinary Docker hosts need nothing from us.
 # - Otherwise builds src/rollback_drill/data/images/runc-wrapper (Go, static) into
 #   /usr/local/libexec/rollback-drill/runc-wrapper and registers it as dockerd's default
-#   runtime in /etc/docker/daemon.json (the original is kept as daemon.json.rollback-drill.orig).
+#   runtime in /etc/docker/daemon.json (the original is kept as daemon.json.rollback-drill.orig,
+#   or daemon.json.rollback-drill.absent marks that there was none; scripts/uninstall-runc-wrapper.sh
+#   undoes it).
 # - dockerd reloads `runtimes` and `default-runtime` on SIGHUP, so running containers are not
 #   touched. Only if the reload does not take is dockerd restarted, and only once no container
 #   labelled `rollback-drill` runs (polled for up to 10 minutes; after that it restarts anyway
@@ -91,23 +93,8 @@ install -m 0755 "$work/runc-wrapper" "$dest.new"
 mv -f "$dest.new" "$dest"
 
 mkdir -p /etc/docker
-if [ -f "$daemon_json" ] && [ ! -f "$daemon_json.rollback-drill.orig" ]; then
-  cp -p "$daemon_json" "$daemon_json.rollback-drill.orig"
-fi
-python3 - "$daemon_json" "$runtime_name" "$dest" <<'EOF'
-import json, os, sys
-path, name, binary = sys.argv[1:4]
-config = {}
-if os.path.exists(path) and open(path).read().strip():
-    config = json.load(open(path))
-config.setdefault("runtimes", {})[name] = {"path": binary}
-config["default-runtime"] = name
-tmp = path + ".tmp"
-with open(tmp, "w") as f:
-    json.dump(config, f, indent=2)
-    f.write("\n")
-os.replace(tmp, path)
-EOF
+# Keeps what daemon.json was (a copy, or a marker that there was none) for uninstall-runc-wrapper.sh.
+python3 "$here/../src/rollback_drill/toolchain/daemon_json.py" register "$daemon_json" "$runtime_name" "$dest"
 log "registered $runtime_name in $daemon_json as the default runtime"
 
 pid=$(cat /var/run/docker.pid 2>/dev/null || pgrep -o -x dockerd || true)

@@ -27,7 +27,7 @@ from rollback_drill.conformance.report import (
     delivery_summary,
     shorten,
 )
-from rollback_drill.conformance.runbook import ParsedRunbook, RunbookCommand, parse_runbook
+from rollback_drill.conformance.runbook import ParsedRunbook, RunbookCommand, default_runbook_path, parse_runbook
 from rollback_drill.conformance.sandbox import SandboxResult
 from rollback_drill.errors import InputError
 from rollback_drill.flowengine.client import FlowEngineClient
@@ -356,3 +356,83 @@ def test_the_evidence_row_and_the_full_record_of_a_command(report):
     assert full["work_dir"] == "/work"
     assert full["parse_warnings"] == []
     assert evidence["commands"][2]["actual"] is None
+
+
+# --- values the runbook reads from a command's output ----------------------------------------------------
+
+PSQL_ONE_ROW = "   version    \n--------------\n 20251104_001\n(1 row)\n\n"
+PSQL_NO_ROW = " version \n---------\n(0 rows)\n\n"
+
+
+def test_a_jsonpath_on_a_field_that_does_not_exist_is_drift_at_its_line():
+    runbook = parse_runbook(default_runbook_path())
+    read = next(c for c in runbook.commands if "jsonpath='{.spec.replicas}'" in c.text)
+    broken_text = default_runbook_path().read_text(encoding="utf-8").replace("{.spec.replicas}", "{.spec.replicaz}")
+    broken = next(c for c in parse_runbook("broken.md", broken_text).commands if c.line == read.line)
+    # kubectl's jsonpath prints an empty line, exit 0, for a field the object does not have.
+    judged = judge(
+        ran(broken, stdout="\n", kubectl=(KubectlInvocation(("get", "deployment/flowengine"), 0),)),
+        CONTEXT,
+        timed_out=False,
+    )
+    assert (judged.status, judged.line) == ("drifted", read.line)
+    assert "the field {.spec.replicaz}" in judged.why
+    assert "printed an empty line (exit 0)" in judged.why
+    fine = judge(
+        ran(read, stdout="5", kubectl=(KubectlInvocation(("get", "deployment/flowengine"), 0),)),
+        CONTEXT,
+        timed_out=False,
+    )
+    assert fine.status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("block", "stdout", "drift"),
+    [
+        ("kubectl get deploy/x -n p -o jsonpath='{.spec.replicas}'", "", "printed nothing"),
+        ("kubectl get deploy/x -n p -o jsonpath='{.spec.replicas}'", "<no value>", "printed an empty line"),
+        ("kubectl get deploy/x -n p -o jsonpath='{.spec.replicas}'", "three", "an integer, and the output is 'three'"),
+        ("kubectl get deploy/x -n p -o jsonpath='{.spec.replicas}'", "3\n", None),
+        ("kubectl get deploy/x -n p --output=jsonpath={.metadata.name}", "x", None),
+        ("kubectl get deploy/x -n p -ojsonpath='{.metadata.labels.app}'", "\n", "printed an empty line"),
+        ("kubectl get cm x -n p -o go-template='{{.data.k}}'", "<no value>", "printed an empty line"),
+        ("kubectl get pods -n p -o custom-columns=NAME:.metadata.name", "", "printed nothing"),
+        ("kubectl get pods -n p", "", None),  # a listing, not a value read
+        ("kubectl get deploy/x -o jsonpath='{.spec.replicas}' > /tmp/r", "", None),  # written to a file
+        ("kubectl get cm x -o jsonpath='{.data}' | grep y", "", None),  # grep's output, judged as grep's
+        ('kubectl exec -n p deploy/pg -- psql -U u -d db -c "SELECT v FROM m ORDER BY v DESC LIMIT 1;"',
+         PSQL_ONE_ROW, None),
+        ('kubectl exec -n p deploy/pg -- psql -U u -d db -c "SELECT v FROM m ORDER BY v DESC LIMIT 1;"',
+         PSQL_NO_ROW, "the query returned no row"),
+        ('kubectl exec -n p deploy/pg -- psql -U u -d db -c "SELECT v FROM m LIMIT 1;"', "", "returned no row"),
+        ('kubectl exec -n p deploy/pg -- psql -U u -d db -c "SELECT v FROM m LIMIT 1;"',
+         " v \n---\n \n(1 row)\n", "its value is empty"),
+        ('kubectl exec -n p deploy/pg -- psql -U u -d db -c "SELECT v FROM m LIMIT 1;"', "oops", "no psql result"),
+        ('psql -U u -d db -tAc "SELECT count(*) FROM flows"', "42\n", None),
+        ('psql -U u -d db -tAc "SELECT count(*) FROM flows"', "\n", "returned no row"),
+        ('psql -U u -d db -t -c "SELECT count(*) FROM flows"', " many\n", "an integer, and the output has 'many'"),
+        ('psql -U u -d db -c "SELECT count(*) FROM flows"', " count \n-------\n     7\n(1 row)\n", None),
+        ('psql -U u -d db -c "SELECT name FROM flows"', " name \n------\n(0 rows)\n", None),  # rows, not a value
+        ("kubectl get pods -n p -o name | wc -l", "   3\n", None),
+        ("kubectl get pods -n p -o name | wc -l", "", "printed nothing"),
+    ],
+)  # fmt: skip
+def test_a_value_read_that_comes_back_empty_or_of_the_wrong_kind_is_drift(block, stdout, drift):
+    judged = judge(ran(command_of(block), stdout=stdout), CONTEXT, timed_out=False)
+    if drift is None:
+        assert judged.status == "ok", judged.why
+    else:
+        assert judged.status == "drifted"
+        assert drift in judged.why
+
+
+def test_a_read_that_already_failed_is_not_judged_twice():
+    command = command_of("kubectl get deploy/x -n p -o jsonpath='{.spec.replicas}'")
+    failed = judge(
+        ran(command, stderr="Error from server (NotFound): gone", exit_code=1,
+            kubectl=(KubectlInvocation(("get", "deploy/x"), 1),)),
+        CONTEXT,
+        timed_out=False,
+    )  # fmt: skip
+    assert failed.status == "drifted"
+    assert "the runbook reads" not in failed.why

@@ -45,7 +45,8 @@ def tools(tmp_path: Path) -> SandboxTools:
 
 @pytest.fixture
 def sandbox(tmp_path: Path, tools: SandboxTools) -> Sandbox:
-    return prepare_sandbox(tmp_path / "run", tools)
+    """The PATH allowlist alone, as where bubblewrap is missing (tests/test_conformance_namespaces.py: with it)."""
+    return prepare_sandbox(tmp_path / "run", tools, isolate=False)
 
 
 def run(sandbox: Sandbox, script: str, *, env: dict[str, str] | None = None, timeout_s: float = 30.0):
@@ -112,7 +113,7 @@ def test_rewrite_paths_makes_the_runbooks_tmp_the_sandboxes(sandbox):
 
 def test_taskdb_tools_without_a_matching_client_say_so(tmp_path, tools, monkeypatch):
     monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: "/bin/bash" if name == "bash" else None)
-    sandbox = prepare_sandbox(tmp_path / "no-client", replace(tools, taskdb_server_major=15))
+    sandbox = prepare_sandbox(tmp_path / "no-client", replace(tools, taskdb_server_major=15), isolate=False)
     result = run(sandbox, "pg_dump -d x")
     assert result.exit_code == 127
     assert "pg_dump: no pg_dump matching the TaskDB (PostgreSQL 15) here" in result.stderr
@@ -121,7 +122,7 @@ def test_taskdb_tools_without_a_matching_client_say_so(tmp_path, tools, monkeypa
 def test_taskdb_tools_fall_back_to_the_containers_own(tmp_path, tools, monkeypatch):
     monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "docker" else None)
     with_container = replace(tools, taskdb_server_major=15, taskdb_container_id="abc")
-    sandbox = prepare_sandbox(tmp_path / "container", with_container)
+    sandbox = prepare_sandbox(tmp_path / "container", with_container, isolate=False)
     script = (sandbox.bin / "pg_dump").read_text(encoding="utf-8")
     assert 'exec /usr/bin/docker exec -i -e PGPASSWORD abc pg_dump -h 127.0.0.1 -p 5432 "$@"' in script
 

@@ -262,3 +262,159 @@ def test_module_functions_delegate_to_the_default_redactor():
     assert redact_module.REDACTOR.redact_text(planted) == MASK
     assert redact_module.redact_text(f"x {planted}") == "x ***"
     assert redact_module.redact({"k": [planted]}) == {"k": [MASK]}
+
+
+# -- every shape of secret: the value goes, the text around it stays ------------------------------------
+
+_PEM = (
+    "key follows\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAplanted1\nQm9yaW5nIGJhc2U2NA==\n"
+    "-----END RSA PRIVATE KEY-----\nafter the key"
+)
+_PEM_ENCRYPTED = (
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB12\n"
+    "MIIFHzBJBgkqplanted2\n-----END ENCRYPTED PRIVATE KEY-----"
+)
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcmlsbCJ9.c2lnbmF0dXJlcGxhbnRlZA"
+
+# (text, the secret that must go, text that must stay)
+SHAPES = [
+    # YAML and kubeconfig
+    ("password: hunter2plain\nuser: drill", "hunter2plain", ["password: ", "user: drill"]),
+    ("  token: tok-yaml-0001\n  name: a", "tok-yaml-0001", ["token: ", "name: a"]),
+    ("secret: s3cr3t-yaml\nkind: Secret", "s3cr3t-yaml", ["secret: ", "kind: Secret"]),
+    ("apiKey: ak-yaml-0002\nregion: eu", "ak-yaml-0002", ["apiKey: ", "region: eu"]),
+    ("api_key: 'quoted-yaml-key'", "quoted-yaml-key", ["api_key: '***'"]),
+    ('db_password: "with spaces inside"', "with spaces inside", ['db_password: "***"']),
+    ("password: several plain words\nnext: line", "several plain words", ["password: ", "next: line"]),
+    (
+        "users:\n- name: drill\n  user:\n    client-certificate-data: LS0tCERTDATA\n    client-key-data: LS0tKEYDATA0001",
+        "LS0tKEYDATA0001",
+        ["client-certificate-data: LS0tCERTDATA", "client-key-data: "],
+    ),
+    ("    token: kubeconfig-token-0003\n", "kubeconfig-token-0003", ["token: "]),
+    ("aws_secret_access_key = wJalrXUtnFEMIK7MDENG", "wJalrXUtnFEMIK7MDENG", ["aws_secret_access_key = "]),
+    ("aws_secret_access_key: wJalrColonForm0004", "wJalrColonForm0004", ["aws_secret_access_key: "]),
+    ("AWS_SECRET_ACCESS_KEY=wJalrEnvForm0005", "wJalrEnvForm0005", ["AWS_SECRET_ACCESS_KEY="]),
+    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "never-present", ["aws_access_key_id = AKIAIOSFODNN7EXAMPLE"]),
+    ("private_key: pk-yaml-0006", "pk-yaml-0006", ["private_key: "]),
+    ("credentials: cred-yaml-0007", "cred-yaml-0007", ["credentials: "]),
+    # Kubernetes env pairs
+    ("- name: DB_PASSWORD\n  value: envpw-0008\n- name: MODE", "envpw-0008", ["name: DB_PASSWORD", "MODE"]),
+    ('- name: "SLACK_BOT_TOKEN"\n  value: "xyzenv-0009"', "xyzenv-0009", ['name: "SLACK_BOT_TOKEN"', 'value: "***"']),
+    ("- name: SIGNING_KEY\n  value: envkey-0010", "envkey-0010", ["name: SIGNING_KEY", "value: "]),
+    ('{"name": "DB_PASSWORD", "value": "jsonenv-0011"}', "jsonenv-0011", ['{"name": "DB_PASSWORD", "value": "***"}']),
+    ('[{"name":"API_TOKEN","value":"jsonenv-0012"},{"name":"REPO","value":"a"}]', "jsonenv-0012",
+     ['"name":"REPO","value":"a"']),
+    ("- name: REPO_ALLOWLIST\n  value: compliance-service", "never-present", ["value: compliance-service"]),
+    # PEM, JWT, prefixed tokens
+    (_PEM, "MIIEowIBAAKCAQEAplanted1", ["key follows", "-----BEGIN RSA PRIVATE KEY-----", "after the key"]),
+    (_PEM, "Qm9yaW5nIGJhc2U2NA==", ["-----END RSA PRIVATE KEY-----"]),
+    (_PEM_ENCRYPTED, "MIIFHzBJBgkqplanted2", ["-----END ENCRYPTED PRIVATE KEY-----"]),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktplanted3", "b3BlbnNzaC1rZXktplanted3", ["OPENSSH"]),
+    ("-----BEGIN CERTIFICATE-----\nMIIBcertbody\n-----END CERTIFICATE-----", "never-present", ["MIIBcertbody"]),
+    (f"jwt {_JWT} end", "c2lnbmF0dXJlcGxhbnRlZA", ["jwt ", " end"]),
+    (f"id_token={_JWT}&state=ok", "eyJzdWIiOiJkcmlsbCJ9", ["id_token=", "&state=ok"]),
+    ("slack xoxb-1234567890-0987654321-AbCdEfGhIjKl sent", "xoxb-1234567890-0987654321-AbCdEfGhIjKl", ["slack ", " sent"]),
+    ("user token xoxp-11-22-33-plantedslack", "xoxp-11-22-33-plantedslack", ["user token "]),
+    ("push with ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", ["push with"]),
+    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop rest", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+     [" rest"]),
+    # URLs: signed queries and passwords
+    ("https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4&X-Amz-Signature=abcdef0123456789&X-Amz-Expires=60",
+     "abcdef0123456789", ["X-Amz-Algorithm=AWS4", "X-Amz-Signature=", "&X-Amz-Expires=60"]),
+    ("https://a.blob.core.windows.net/c/b?sv=2020-08-04&sig=AzureSig%2Fplanted%3D&se=2026", "AzureSig%2Fplanted%3D",
+     ["sv=2020-08-04", "&se=2026"]),
+    ("https://h/download?token=urltoken-0013&file=a.tar", "urltoken-0013", ["&file=a.tar", "token="]),
+    ("https://s.example/x?X-Goog-Signature=goog0014", "goog0014", ["X-Goog-Signature="]),
+    ("https://d.cloudfront.net/x?Policy=cfpol0015&Signature=cfsig0016", "cfsig0016", ["https://d.cloudfront.net/x?"]),
+    ("postgresql://drill:dsnpw-0017@127.0.0.1:5432/taskdb", "dsnpw-0017", ["@127.0.0.1:5432/taskdb"]),
+    ("host=h user=u password=kvpw-0018 dbname=d", "kvpw-0018", ["host=h user=u", "dbname=d"]),
+    # HTTP headers
+    ("Authorization: Bearer bearer-0019\nAccept: */*", "bearer-0019", ["Authorization: Bearer ", "Accept: */*"]),
+    ("curl -H 'X-Api-Key: hdrkey-0020' https://api", "hdrkey-0020", ["curl -H 'X-Api-Key: ", "' https://api"]),
+    ("x-api-key: lower-0021", "lower-0021", ["x-api-key: "]),
+    ("Cookie: session=cookie-0022; theme=dark\nHost: h", "cookie-0022", ["Cookie: ", "Host: h"]),
+    ("Set-Cookie: sid=cookie-0023; Path=/; HttpOnly\nVary: x", "cookie-0023", ["Set-Cookie: ", "Vary: x"]),
+    ("X-Auth-Token: hdrtok-0024", "hdrtok-0024", ["X-Auth-Token: "]),
+    # flags, env and JSON
+    ("kubectl --token kubetok-0025 get pods", "kubetok-0025", ["kubectl --token ", " get pods"]),
+    ("kubectl --token=kubetok-0026 get pods", "kubetok-0026", [" get pods"]),
+    ("PGPASSWORD=pgpw-0027 psql -h h", "pgpw-0027", [" psql -h h"]),
+    ('{"apiKey": "jsonkey-0028", "region": "eu"}', "jsonkey-0028", ['"apiKey": "***"', '"region": "eu"']),
+    ('{"client-key-data": "jsonkd-0029"}', "jsonkd-0029", ['"client-key-data": "***"']),
+    ("routing_key=rk-0030 severity=critical", "rk-0030", ["severity=critical"]),
+]  # fmt: skip
+
+# Keys that merely mention a secret word keep their values.
+KEPT = [
+    "password_policy: strict",
+    "token_ttl: 3600",
+    "tokens_used: 12",
+    "max_tokens: 100",
+    "secret_env: SLACK_SECRET",
+    "secretName: drill-tls",
+    "client-certificate-data: LS0tLS1CRUdJTg==",
+    "certificate-authority-data: LS0tLS1CRUdJTg==",
+    "aws_access_key_id: AKIAIOSFODNN7EXAMPLE",
+    "- name: REPO_ALLOWLIST\n  value: compliance-service",
+    'Expected: enabled: false, reason: "Restricted to pilot scope"',
+    "secret:\n  secretName: drill-tls",
+    "https://api.example/v1/flows?repo=a&page=2",
+    "the design signature was reviewed",
+    "--password-file /run/secrets/pw",
+]
+
+
+def test_there_are_at_least_forty_planted_shapes():
+    assert len(SHAPES) >= 40
+
+
+@pytest.mark.parametrize(("text", "secret", "kept"), SHAPES)
+def test_every_shape_of_secret_is_masked_and_its_surroundings_kept(redactor, text, secret, kept):
+    out = redactor.redact_text(text)
+    assert secret not in out
+    for part in kept:
+        assert part in out, (part, out)
+    assert redactor.redact_text(out) == out  # idempotent
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_keys_that_only_mention_a_secret_word_are_not_masked(redactor, text):
+    assert redactor.redact_text(text) == text
+
+
+def test_a_kubernetes_env_entry_in_a_structure_is_masked_by_its_name(redactor):
+    env = [{"name": "DB_PASSWORD", "value": "pw-in-struct"}, {"name": "REPO_ALLOWLIST", "value": "a,b"}]
+    assert redactor.redact({"env": env}) == {
+        "env": [{"name": "DB_PASSWORD", "value": MASK}, {"name": "REPO_ALLOWLIST", "value": "a,b"}]
+    }
+    assert redactor.redact({"client-key-data": "k", "client-certificate-data": "c"}) == {
+        "client-key-data": MASK,
+        "client-certificate-data": "c",
+    }
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "a" * 1_000_000,
+        "password" * 125_000,
+        "password: " + "x " * 500_000,
+        "-----BEGIN " + "A " * 500_000,
+        "-----BEGIN RSA PRIVATE KEY-----" + "-" * 1_000_000,
+        "eyJ" + "a" * 999_997,
+        "eyJa.eyJ" + "b" * 999_992,
+        "- name: DB_PASSWORD\n" * 50_000,
+        '{"name": "X_TOKEN", "value": "' + "\\" * 1_000_000,
+        "https://h/?" + "sig=" * 250_000,
+        "postgresql://u:" + "p" * 1_000_000,
+        "Cookie: " + "a=b; " * 200_000,
+        "--token " * 125_000,
+        "xoxb-" + "-" * 1_000_000,
+    ],
+    ids=lambda text: text[:12],
+)
+def test_a_megabyte_of_hostile_text_is_redacted_in_one_pass(redactor, hostile):
+    # No timing is asserted: a catastrophic pattern would not finish at all on this input.
+    out = redactor.redact_text(hostile)
+    assert isinstance(out, str)

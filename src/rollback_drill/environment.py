@@ -60,6 +60,23 @@ def state_path(name: str) -> Path:
     return envs_dir() / f"{name}.json"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` (through a temporary file and a rename) readable by its owner only, from its first byte.
+
+    The state holds the TaskDB password: the file is created 0600 and its directory 0700, rather
+    than written and then narrowed, which would leave a moment in which others can read it.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crash may have other modes; O_EXCL below takes only a fresh file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
 @dataclass
 class EnvironmentState:
     """What an environment is made of; written to the state file as it comes up."""
@@ -86,11 +103,7 @@ class EnvironmentState:
 
     def save(self) -> None:
         path = state_path(self.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_private(path, json.dumps(self.__dict__, indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, name: str) -> EnvironmentState:
@@ -459,6 +472,8 @@ def _start_service(
         raise ToolchainError(f"{name} did not report ready within {timeout_s:.0f}s; see {log}:\n{tail}")
     info: dict[str, Any] = json.loads(ready[0])
     info["pid"] = proc.pid
+    identity = local.process_identity(proc.pid, argv[0])
+    info["identity"] = identity.to_state() if identity else None
     info["log"] = str(log)
     return info
 
@@ -512,9 +527,9 @@ def tear_down(state: EnvironmentState) -> list[str]:
     for service_name, service in state.services.items():
         pid = int(service.get("pid", 0))
         if pid:
-            forced += [
-                f"{service_name}:{n}" for n in local.stop_processes((local.LocalProcess(service_name, pid, ""),))
-            ]
+            identity = local.ProcessIdentity.from_state(service.get("identity"))
+            process = local.LocalProcess(service_name, pid, "", identity=identity)
+            forced += [f"{service_name}:{n}" for n in local.stop_processes((process,))]
     db = state.taskdb_handle()
     if db is not None:
         providers.stop(db)

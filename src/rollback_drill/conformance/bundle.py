@@ -42,8 +42,14 @@ def conformance_json(report: ConformanceReport) -> str:
 def write_bundle(
     report: ConformanceReport, evidence_dir: Path, *, config: DrillConfig, clock: Clock | None = None
 ) -> ConformanceFiles:
-    """``evidence_dir/<id>/`` with conformance.json, evidence.json (``conformance`` set), report.html and the manifest."""
-    recorder = Recorder.create(evidence_dir, incident="conformance", clock=clock)
+    """``evidence_dir/<id>/`` with conformance.json, evidence.json (``conformance`` set), report.html and the manifest.
+
+    ``evidence_dir`` may be relative (the command's default is ``reports``): it is made absolute
+    first, so every path below names the same file whatever the working directory, and the
+    artifact is recorded by its name inside the bundle, never by a path the recorder would
+    join onto the bundle a second time.
+    """
+    recorder = Recorder.create(evidence_dir.absolute(), incident="conformance", clock=clock)
     with recorder:
         recorder.set("runbook", {"id": report.runbook.runbook_id or config.runbook_id, "sha256": report.runbook.sha256})
         recorder.set("config_sha256", config.sha256)
@@ -57,7 +63,7 @@ def write_bundle(
             )
         path = recorder.bundle_dir / CONFORMANCE_NAME
         path.write_text(conformance_json(report), encoding="utf-8")
-        recorder.add_artifact(path)
+        recorder.add_artifact(Path(CONFORMANCE_NAME))
         recorder.finish("pass" if report.ok else "fail")
     bundle_dir = recorder.bundle_dir
     report_html = render_report(bundle_dir)

@@ -11,6 +11,13 @@ of a few readers that recognises it, and the check says which one it was:
   ``key: value`` line or as a column of a psql table; values compare as numbers when they are
   (``<``, ``≤``, ``>``, ``≥``, units and ``$`` ignored), as ``N/M``, or as text;
 - anything else: the output is that text, or has a line that is, or contains it.
+
+A command can also promise a value without a written expectation: the runbook reads what it
+prints. ``value_read_by`` finds those reads (a kubectl ``-o jsonpath=``/``go-template=``/
+``custom-columns=`` query, a psql ``SELECT count(...)`` or ``... LIMIT 1``, a ``wc -l``) and
+``check_read`` says what is wrong with the output: nothing (kubectl's jsonpath prints an
+empty line, exit 0, for a field the object does not have), no row, or not the kind of value
+the read is for (a count or a replica number that is no integer).
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
-from rollback_drill.conformance.runbook import Expectation
+from rollback_drill.conformance.runbook import Expectation, RunbookCommand
 
 _PODS: Final = re.compile(
     r"^(?P<running>\d+)\s*/\s*(?P<total>\d+)\s+Running\b(?:\s*,\s*(?P<restarts>\d+)\s+restarts?\b.*)?$", re.IGNORECASE
@@ -235,3 +242,157 @@ def check_item(item: str, output: str) -> Check:
 
 def check_expectation(expectation: Expectation, output: str) -> tuple[Check, ...]:
     return tuple(check_item(item, output) for item in expectation.items)
+
+
+# --- values the runbook reads from a command's output ----------------------------------------------------
+
+ReadKind = Literal["text", "integer", "one row"]
+
+_FIELD_QUERY: Final = re.compile(
+    r"^(?P<format>jsonpath|jsonpath-as-json|go-template|custom-columns)=(?P<query>.*)$", re.DOTALL
+)
+_INTEGER_FIELD: Final = re.compile(
+    r"(?:replicas|Replicas|[cC]ount|[gG]eneration|[pP]ort|restartCount|revisionHistoryLimit)\}?\s*$"
+)
+_NO_VALUE: Final = frozenset({"", "<no value>", "<none>", "<nil>", "null"})
+_SQL_COUNT: Final = re.compile(r"^\s*SELECT\s+count\s*\(", re.IGNORECASE)
+_SQL_ONE_ROW: Final = re.compile(r"^\s*SELECT\b.*\bLIMIT\s+1\b", re.IGNORECASE | re.DOTALL)
+_ROWS_FOOTER: Final = re.compile(r"^\((?P<rows>\d+) rows?\)$")
+_INTEGER: Final = re.compile(r"^-?\d+$")
+_STDOUT_REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "1>", "1>>"})
+_PSQL_VALUE_FLAGS: Final = frozenset("dUhpfvPFRoLT")
+
+
+@dataclass(frozen=True)
+class ReadValue:
+    """A value the runbook reads from what a command prints, and the kind it must be."""
+
+    what: str
+    """In words, for the reason of a drift: ``the field {.spec.replicas}``, ``the query's one row``."""
+    kind: ReadKind
+    source: Literal["kubectl", "psql", "wc"]
+    tuples_only: bool = False
+    """psql ``-t``: rows only, no header or ``(N rows)`` footer."""
+
+
+def value_read_by(command: RunbookCommand) -> ReadValue | None:  # noqa: PLR0911 - one answer per program
+    """The value ``command``'s output is read for, when its last program's output is the command's own; else None."""
+    analysis = command.analysis
+    top = [c for c in analysis.commands if not c.in_substitution and c.program]
+    if analysis.background or not top or top[-1].program != analysis.last_program:
+        return None
+    last = top[-1]
+    if any(op in _STDOUT_REDIRECTS for op, _ in last.redirects):
+        return None  # written to a file, not read from the output
+    if last.program == "wc" and any(a == "-l" for a in last.args):
+        return ReadValue("the line count of `wc -l`", "integer", "wc")
+    args = list(last.args)
+    if last.program == "kubectl" and "--" in args:
+        inner = args[args.index("--") + 1 :]
+        return _psql_read(inner[1:]) if inner[:1] == ["psql"] else None
+    if last.program == "psql":
+        return _psql_read(args)
+    if last.program == "kubectl":
+        return _kubectl_read(args)
+    return None
+
+
+def _kubectl_read(args: list[str]) -> ReadValue | None:
+    for index, arg in enumerate(args):
+        value: str | None = None
+        if arg in {"-o", "--output"} and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--output="):
+            value = arg.removeprefix("--output=")
+        elif arg.startswith("-o") and arg != "-o":
+            value = arg.removeprefix("-o").removeprefix("=")
+        match = _FIELD_QUERY.match(value or "")
+        if match is None:
+            continue
+        query = match.group("query").strip("'\"")
+        single = match.group("format") in {"jsonpath", "go-template"} and "range" not in query
+        kind: ReadKind = "integer" if single and _INTEGER_FIELD.search(query) else "text"
+        return ReadValue(f"the field {query}", kind, "kubectl")
+    return None
+
+
+def _psql_read(args: list[str]) -> ReadValue | None:
+    sql: str | None = None
+    tuples_only = False
+    wants_value = False
+    for arg in args:
+        if wants_value:
+            sql, wants_value = arg, False
+            continue
+        if arg == "--tuples-only":
+            tuples_only = True
+        elif arg.startswith("--command="):
+            sql = arg.removeprefix("--command=")
+        elif arg == "--command":
+            wants_value = True
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1 and arg[1] not in _PSQL_VALUE_FLAGS:
+            # A group of switches (-t, -tA, -tAc SQL); -U NAME, -dNAME and the like carry a value instead.
+            flags = arg[1:]
+            tuples_only = tuples_only or "t" in flags
+            wants_value = flags.endswith("c")
+    if sql is None:
+        return None
+    if _SQL_COUNT.match(sql):
+        return ReadValue("the count of the query", "integer", "psql", tuples_only)
+    if _SQL_ONE_ROW.match(sql):
+        return ReadValue("the query's one row (LIMIT 1)", "one row", "psql", tuples_only)
+    return None
+
+
+def _psql_rows(output: str, *, tuples_only: bool) -> list[str] | None:
+    """The rows psql printed (their text, an empty value kept), or None when the output is not psql's table."""
+    if tuples_only:
+        return [line.strip() for line in _lines(output)]
+    raw = output.splitlines()
+    footer = next((i for i, line in enumerate(raw) if _ROWS_FOOTER.match(line.strip())), None)
+    if footer is None:
+        return None if output.strip() else []
+    header = next(i for i, line in enumerate(raw) if line.strip())
+    start = header + 2 if header + 1 < footer and _TABLE_RULE.match(raw[header + 1]) else header + 1
+    return [line.strip() for line in raw[start:footer]] if start <= footer else []
+
+
+def _first_cell(row: str) -> str:
+    return row.split("|", 1)[0].strip()
+
+
+def check_read(read: ReadValue, output: str) -> str | None:
+    """What is wrong with ``output`` as ``read``'s value (an empty line, no row, not an integer); None when it fits."""
+    if read.source == "psql":
+        return _check_psql_read(read, output)
+    stripped = output.strip()
+    if stripped in _NO_VALUE:
+        what = "an empty line" if output else "nothing"
+        return (
+            f"the runbook reads {read.what}, and the command printed {what} (exit 0): "
+            "the value is not there (kubectl prints an empty line for a field the object does not have)"
+        )
+    if read.kind == "integer" and not _INTEGER.match(stripped):
+        return f"the runbook reads {read.what}, an integer, and the output is {_shown(stripped)}"
+    return None
+
+
+def _check_psql_read(read: ReadValue, output: str) -> str | None:
+    stripped = output.strip()
+    rows = _psql_rows(output, tuples_only=read.tuples_only)
+    if rows is None:
+        return f"the runbook reads {read.what}, and the output is no psql result: {_shown(stripped)}"
+    if not rows:
+        return f"the runbook reads {read.what}, and the query returned no row ({_shown(stripped)})"
+    value = _first_cell(rows[0])
+    if value in _NO_VALUE:
+        return f"the runbook reads {read.what}, and its value is empty"
+    if read.kind == "integer" and not _INTEGER.match(value):
+        return f"the runbook reads {read.what}, an integer, and the output has {value!r}"
+    return None
+
+
+def _shown(text: str) -> str:
+    if not text:
+        return "empty"
+    return repr(text if len(text) <= 120 else text[:117] + "...")

@@ -2,7 +2,8 @@
 ``manual`` (for a person) and ``not-runnable`` (why not).
 
 A command drifted when it timed out, a kubectl call of it failed, the API server dropped a field
-it sent, it exited non-zero (a ``grep`` that finds nothing only in a command meant as a check),
+it sent, it printed nothing (or the wrong kind of value) where the runbook reads a value from its
+output (a jsonpath field, a ``LIMIT 1`` row, a count), it exited non-zero (a ``grep`` that finds nothing only in a command meant as a check),
 a documented expectation does not hold, a notification reached no sink, or the database
 reported an error. Expectations stated for another state of the world (``Expected for pilot``)
 are shown, not judged.
@@ -15,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from rollback_drill.conformance.expect import check_expectation
+from rollback_drill.conformance.expect import check_expectation, check_read, value_read_by
 from rollback_drill.conformance.report import CommandResult, ExpectationResult, Status, shorten
 from rollback_drill.conformance.runbook import RunbookCommand
 
@@ -113,6 +114,11 @@ def judge(  # noqa: C901, PLR0912 - the rules, in order
                 notes.append(f"grep found no line matching {pattern}")
         else:
             problems.append(f"it exited {exit_code}: {first_error(stderr) or 'no message'}")
+    read = value_read_by(command)
+    if read is not None and exit_code == 0 and not timed_out and not failed_calls:
+        wrong = check_read(read, stdout)
+        if wrong is not None:
+            problems.append(wrong)
     for checked in expectations:
         if checked.judged and not checked.holds:
             failing = [c for c in checked.checks if not c.holds]

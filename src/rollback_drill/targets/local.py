@@ -13,6 +13,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -44,6 +45,64 @@ class LocalProcess:
     log: str
     argv: tuple[str, ...] = ()
     """How it was started, so that it can be started again the same way (``start_again``)."""
+    identity: ProcessIdentity | None = None
+    """Who the PID was when it was started: after a reboot the same PID can lead another process group."""
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process told apart from a later one with the same PID: its start time and its program."""
+
+    start_ticks: int
+    """Field 22 of ``/proc/<pid>/stat``: clock ticks after boot at which the process started."""
+    program: str
+    """The first word of ``/proc/<pid>/cmdline``."""
+
+    def to_state(self) -> dict[str, object]:
+        return {"start_ticks": self.start_ticks, "program": self.program}
+
+    @classmethod
+    def from_state(cls, data: object) -> ProcessIdentity | None:
+        if not isinstance(data, Mapping):
+            return None  # recorded before identities were: trusted as before
+        return cls(int(data["start_ticks"]), str(data["program"]))
+
+
+def process_identity(pid: int, program: str | None = None) -> ProcessIdentity | None:
+    """``pid``'s start time and program from /proc, or None when no such process is there.
+
+    Give ``program`` (the argv[0] it was started with) right after starting a process: until the
+    kernel has finished loading the new program, /proc/<pid>/cmdline can still read empty, while
+    the start time, set when the process was forked, is already final.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if program is None else b""
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or ")": fields 3.. follow the last ")".
+    fields = stat.rsplit(")", 1)[-1].split()
+    if program is None:
+        program = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+    return ProcessIdentity(start_ticks=int(fields[19]), program=program)
+
+
+def still_ours(process: LocalProcess) -> bool:
+    """Whether ``process.pid`` is still the process that was started (always, when no identity was recorded)."""
+    recorded = process.identity
+    if recorded is None:
+        return True
+    current = process_identity(process.pid)
+    if current is None or current.start_ticks != recorded.start_ticks:
+        return False
+    if not recorded.program:
+        return True
+    # A script started by its path runs as its interpreter: the path is then one of the first words.
+    try:
+        words = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[:3]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return recorded.program in {word.decode(errors="replace") for word in words}
 
 
 @dataclass(frozen=True)
@@ -62,13 +121,28 @@ class LocalControlPlane:
             "kubeconfig": self.kubeconfig,
             "server": self.server,
             "ports": dict(self.ports),
-            "processes": [{"name": p.name, "pid": p.pid, "log": p.log, "argv": list(p.argv)} for p in self.processes],
+            "processes": [
+                {
+                    "name": p.name,
+                    "pid": p.pid,
+                    "log": p.log,
+                    "argv": list(p.argv),
+                    "identity": p.identity.to_state() if p.identity else None,
+                }
+                for p in self.processes
+            ],
         }
 
     @classmethod
     def from_state(cls, data: Mapping[str, object]) -> LocalControlPlane:
         processes = tuple(
-            LocalProcess(str(p["name"]), int(p["pid"]), str(p["log"]), tuple(p.get("argv") or ()))
+            LocalProcess(
+                str(p["name"]),
+                int(p["pid"]),
+                str(p["log"]),
+                tuple(p.get("argv") or ()),
+                ProcessIdentity.from_state(p.get("identity")),
+            )
             for p in data["processes"]  # type: ignore[attr-defined]
         )
         return cls(
@@ -118,7 +192,9 @@ def _spawn(name: str, argv: list[str], directory: Path) -> LocalProcess:
             start_new_session=True,
             cwd=directory,
         )
-    return LocalProcess(name=name, pid=proc.pid, log=str(log), argv=tuple(argv))
+    return LocalProcess(
+        name=name, pid=proc.pid, log=str(log), argv=tuple(argv), identity=process_identity(proc.pid, argv[0])
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -330,8 +406,19 @@ def start(
 
 
 def _terminate(process: LocalProcess, grace_s: float, *, clock: Clock | None = None) -> bool:
-    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL; return True if SIGKILL was needed."""
+    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL; return True if SIGKILL was needed.
+
+    A PID that is no longer the process started (another start time or program) is left alone with
+    a warning: its group is somebody else's.
+    """
     if not _alive(process.pid):
+        return False
+    if not still_ours(process):
+        print(
+            f"rollback-drill: not stopping {process.name}: pid {process.pid} is no longer the process the "
+            f"environment started (it started at another time or runs another program); left alone",
+            file=sys.stderr,
+        )
         return False
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)

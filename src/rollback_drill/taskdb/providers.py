@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -163,17 +164,35 @@ def _pg_bindir() -> Path:
     raise ToolchainError("--taskdb local needs PostgreSQL 15's initdb and pg_ctl: apt-get install postgresql-15")
 
 
+RELOCATED_PREFIX = "rollback-drill-taskdb-"
+"""A local TaskDB whose own directory the `postgres` user cannot reach runs in a directory of this name under /tmp."""
+
+
 def start_local(data_root: Path) -> TaskDB:
-    """initdb + pg_ctl under ``data_root``, on a free 127.0.0.1 port, password authentication."""
+    """initdb + pg_ctl under ``data_root``, on a free 127.0.0.1 port, password authentication.
+
+    As root, Postgres runs as the `postgres` user, which must be able to reach its data directory.
+    When a parent of ``data_root`` is closed to it (a 0700 home or pytest directory), the data goes
+    to a fresh directory under /tmp instead (0711, so only what is inside is reachable), which
+    ``stop_local`` removes: no directory of the user's has its permissions changed.
+    """
     bindir = _pg_bindir()
+    run_as = _postgres_user_prefix()
+    data_root.parent.mkdir(parents=True, exist_ok=True)  # made under the umask, which may close it too
+    if run_as and not _reachable_by_others(data_root.parent):
+        relocated = Path(tempfile.mkdtemp(prefix=RELOCATED_PREFIX))
+        relocated.chmod(0o711)
+        data_root = relocated / "taskdb"
     data_dir = data_root / "pgdata"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if run_as:
+        shutil.chown(data_root, "postgres", "postgres")
     password = secrets.token_urlsafe(18)
     add_secret(password)
     pwfile = data_root / ".pwfile"
-    pwfile.write_text(password + "\n")
-    pwfile.chmod(0o600)
-    run_as = _postgres_user_prefix(data_root)
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
     if run_as:
         shutil.chown(pwfile, "postgres", "postgres")  # initdb runs as postgres and must read it
     subprocess.run(
@@ -196,7 +215,12 @@ def start_local(data_root: Path) -> TaskDB:
     return TaskDB(**{**asdict(db), "server_major": wait_ready(db)})
 
 
-def _postgres_user_prefix(data_root: Path) -> list[str]:
+def _reachable_by_others(directory: Path) -> bool:
+    """Whether a user other than the owner may pass through ``directory`` and every directory above it."""
+    return all(path.stat().st_mode & 0o001 for path in [directory, *directory.parents])
+
+
+def _postgres_user_prefix() -> list[str]:
     """initdb refuses to run as root; run it as the `postgres` user where we are root."""
     if os.geteuid() != 0:
         return []
@@ -208,24 +232,28 @@ def _postgres_user_prefix(data_root: Path) -> list[str]:
         raise ToolchainError(
             "running as root, --taskdb local needs a `postgres` system user (apt-get install postgresql-15)"
         ) from exc
-    for path in [data_root, *data_root.parents]:
-        if path == Path("/"):
-            break
-        if path.stat().st_uid == 0 and not (path.stat().st_mode & 0o001):
-            path.chmod(path.stat().st_mode | 0o011)
-    shutil.chown(data_root, entry.pw_uid, entry.pw_gid)
     return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+
+
+def _relocated_root(data_dir: Path) -> Path | None:
+    """The directory under /tmp that ``start_local`` made for ``data_dir``, if it made one."""
+    root = data_dir.parent.parent
+    temp = Path(tempfile.gettempdir())
+    return root if root.parent == temp and root.name.startswith(RELOCATED_PREFIX) else None
 
 
 def stop_local(db: TaskDB) -> None:
     if not db.data_dir or not Path(db.data_dir).exists():
         return
     bindir = _pg_bindir()
-    run_as = _postgres_user_prefix(Path(db.data_dir).parent) if os.geteuid() == 0 else []
+    run_as = _postgres_user_prefix()
     subprocess.run(
         [*run_as, str(bindir / "pg_ctl"), "-D", db.data_dir, "-m", "immediate", "-w", "stop"],
         check=False, capture_output=True,
     )  # fmt: skip
+    relocated = _relocated_root(Path(db.data_dir))
+    if relocated is not None:
+        shutil.rmtree(relocated, ignore_errors=True)
 
 
 # --- container ---------------------------------------------------------------------------------
