@@ -177,6 +177,7 @@ def start_chain(
             alertmanager=am.address,
             scrape_interval_s=SCRAPE_INTERVAL_S,
             evaluation_interval_s=SCRAPE_INTERVAL_S,
+            alert_resend_delay_s=SCRAPE_INTERVAL_S,
         )
         prom = prometheus.start(settings, directory / "prometheus")
         undo.callback(prometheus.stop, prom)
