@@ -28,7 +28,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from rollback_drill.errors import RetryableError, WaitTimeout
+from rollback_drill.errors import InputError, RetryableError, WaitTimeout
 from rollback_drill.kube.objects import as_dict
 from rollback_drill.kube.rules import GROUP, PLURAL, VERSION
 from rollback_drill.monitoring import alertmanager, kube_state_metrics, prometheus, rules
@@ -44,6 +44,10 @@ SCRAPE_INTERVAL_S = 1.0
 PAGERDUTY_ROUTING_KEY = "rollbackdrill0000000000000000000"
 """The sink takes any 32-character key; a real one is a secret and never comes from here."""
 SYNCER_START_TIMEOUT_S = 30.0
+CRD_POLL_S = 0.5
+"""How often the syncer looks for the PrometheusRule CRD on a cluster that does not have it yet."""
+COALESCE_S = 0.2
+"""Changes that arrive within this of each other become one write and one reload."""
 WATCH_TIMEOUT_S = 60
 CHAIN_SERVICES = ("alertmanager", "prometheus", "kube-state-metrics")
 """The servers a chain starts, as the environment's state file names them."""
@@ -63,15 +67,20 @@ class RuleSyncer:
         self._prometheus = server
         self._on_error = on_error
         self._objects: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._listed = threading.Event()
+        self._dirty = threading.Event()
         self._synced = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="prometheus-rule-sync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="prometheus-rule-watch", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="prometheus-rule-sync", daemon=True)
         self._watch: Any = None
         self.reloads = 0
         """How many times the rule files changed and Prometheus was reloaded."""
 
     def start(self, timeout_s: float = SYNCER_START_TIMEOUT_S) -> RuleSyncer:
         self._thread.start()
+        self._writer.start()
         if not self._synced.wait(timeout_s):
             self._on_error(f"the rule syncer had no first listing after {timeout_s:.0f}s")
         return self
@@ -80,13 +89,45 @@ class RuleSyncer:
         self._stop.set()
         if self._watch is not None:
             self._watch.stop()
+        self._dirty.set()
         self._thread.join(timeout=5)
+        self._writer.join(timeout=5)
 
-    def _sync(self) -> None:
-        change = rules.sync(self._prometheus.rules_dir, list(self._objects.values()))
-        if change.changed or not self._synced.is_set():
-            prometheus.reload(self._prometheus)
-            self.reloads += 1
+    def _write_loop(self) -> None:
+        """Write the rule files and reload, once per burst of changes: seeding a world creates dozens of rules."""
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.wait(COALESCE_S):
+                return
+            self._dirty.clear()
+            with self._lock:
+                objects = list(self._objects.values())
+            try:
+                change = rules.sync(self._prometheus.rules_dir, objects)
+                if change.changed or not self._synced.is_set():
+                    prometheus.reload(self._prometheus)
+                    self.reloads += 1
+            except (OSError, RetryableError, InputError) as exc:
+                # Prometheus may be restarting, or refused a file: try again with the next change.
+                self._on_error(f"rule sync: {exc}")
+                self._dirty.set()
+                self._stop.wait(0.5)
+                continue
+            self._synced.set()
+
+    def _changed(
+        self, objects: dict[str, dict[str, Any]] | None = None, item: tuple[str, str, Any] | None = None
+    ) -> None:
+        with self._lock:
+            if objects is not None:
+                self._objects = objects
+            if item is not None:
+                kind, uid, body = item
+                if kind == "DELETED":
+                    self._objects.pop(uid, None)
+                elif kind in {"ADDED", "MODIFIED"}:
+                    self._objects[uid] = body
+        self._dirty.set()
 
     def _run(self) -> None:
         api = self._api_factory()
@@ -95,9 +136,7 @@ class RuleSyncer:
             while not self._stop.is_set():
                 try:
                     listing = as_dict(custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-                    self._objects = {str(item["metadata"]["uid"]): item for item in listing.get("items", [])}
-                    self._sync()
-                    self._synced.set()
+                    self._changed(objects={str(item["metadata"]["uid"]): item for item in listing.get("items", [])})
                     self._watch = watch.Watch()
                     for event in self._watch.stream(
                         custom.list_cluster_custom_object,
@@ -108,20 +147,19 @@ class RuleSyncer:
                         timeout_seconds=WATCH_TIMEOUT_S,
                     ):
                         item = as_dict(event["object"])
-                        uid = str((item.get("metadata") or {}).get("uid"))
-                        if event["type"] == "DELETED":
-                            self._objects.pop(uid, None)
-                        elif event["type"] in {"ADDED", "MODIFIED"}:
-                            self._objects[uid] = item
-                        self._sync()
+                        self._changed(item=(str(event["type"]), str((item.get("metadata") or {}).get("uid")), item))
                         if self._stop.is_set():
                             break
                 except ApiException as exc:
-                    if exc.status != 410:
+                    if exc.status == 404:
+                        # No PrometheusRule CRD yet (a cluster before its world is seeded): no rules, look again.
+                        self._changed(objects={})
+                        self._stop.wait(CRD_POLL_S)
+                    elif exc.status != 410:
                         self._on_error(f"rule sync: {exc.status} {exc.reason}")
                         self._stop.wait(0.5)
-                except (HTTPError, OSError, RetryableError) as exc:
-                    # The API server or Prometheus may be restarting: keep the files and try again.
+                except (HTTPError, OSError) as exc:
+                    # The API server may be restarting: keep the files and try again.
                     self._on_error(f"rule sync: {exc}")
                     self._stop.wait(0.5)
         finally:
