@@ -12,10 +12,12 @@ from rollback_drill import environment
 from rollback_drill.environment import EnvironmentState
 from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.evidence.redact import Redactor
+from rollback_drill.flowengine.injection import BACKDATED_FAILURES_PER_REPO
 from rollback_drill.timing.clock import FakeClock
 from rollback_drill.timing.windows import INCIDENT_INJECTED, PAGE_DELIVERED, Marks, compute_targets
 from rollback_drill.world import detection
 from rollback_drill.world.manifests import (
+    FAILURES_PER_HOUR_LIMIT,
     alert_rule,
     crash_loop_alert_rule,
     pilot_alert_rule,
@@ -179,6 +181,15 @@ def test_an_incident_no_alert_watches_or_a_page_that_never_comes_leaves_detect_n
         "mass-failure", list, marks=marks, recorder=recorder, time_scale=0.001, clock=clock, monitoring=False
     )
     assert "no monitoring chain" in str(elsewhere.not_applicable)
+
+
+def test_every_failure_incident_that_backdates_failures_above_the_rule_is_watched_by_flow_failure_rate_high():
+    assert {name for name, (alert, _) in detection.INCIDENT_ALERTS.items() if alert == "FlowFailureRateHigh"} == {
+        "mass-failure",
+        "cascading-failure",
+        "single-repo-failure",
+    }
+    assert BACKDATED_FAILURES_PER_REPO > FAILURES_PER_HOUR_LIMIT
 
 
 def test_detection_needs_the_injection_marked_first(tmp_path):

@@ -25,9 +25,16 @@ from rollback_drill.world.manifests import RUNBOOK_WINDOWS_S, scaled_windows
 
 INCIDENT_ALERTS: dict[str, tuple[str, str]] = {
     "mass-failure": ("FlowFailureRateHigh", "failures_for"),
+    "cascading-failure": ("FlowFailureRateHigh", "failures_for"),
+    "single-repo-failure": ("FlowFailureRateHigh", "failures_for"),
     "crash-loop": ("KubePodCrashLooping", "crash_loop_for"),
 }
-"""Incident -> the seeded alert that detects it and the name of its ``for:`` window."""
+"""Incident -> the seeded alert that detects it and the name of its ``for:`` window.
+
+The three failure incidents backdate 8 failures per affected repo, above the rule's 5 an hour, so each
+pages the affected repos' on-call, a NO-GO one (single-repo-failure: isolate the repo) included.
+Intermittent errors (3 of 100 flows) stay below it, and the other incidents move no failure counter
+at all when injected: nobody is paged, and their ``detect`` is not applicable."""
 ALERT_RECEIVER = {"FlowFailureRateHigh": "pagerduty", "KubePodCrashLooping": "slack"}
 """Where Alertmanager's routing sends each alert: critical pages PagerDuty, warning posts to Slack."""
 EVALUATIONS_TO_FIRE = 5
