@@ -13,6 +13,7 @@ from rollback_drill.environment import EnvironmentState
 from rollback_drill.evidence.recorder import Recorder
 from rollback_drill.evidence.redact import Redactor
 from rollback_drill.flowengine.injection import BACKDATED_FAILURES_PER_REPO
+from rollback_drill.monitoring import alertmanager
 from rollback_drill.timing.clock import FakeClock
 from rollback_drill.timing.windows import INCIDENT_INJECTED, PAGE_DELIVERED, Marks, compute_targets
 from rollback_drill.world import detection
@@ -111,6 +112,13 @@ def test_only_alertmanagers_pagerduty_and_slack_notifications_are_read_oldest_fi
         ("pagerduty", "FlowFailureRateHigh", "risk-engine"),
     ]
     assert found[1].as_evidence()["at"] == "2026-12-06T19:00:02.000Z"
+
+
+def test_alertmanagers_mail_and_posts_are_told_from_the_drills_own():
+    assert detection.sent_by_alertmanager(_page(START))
+    assert detection.sent_by_alertmanager({"service": "email", "mail_from": alertmanager.DEFAULT_EMAIL_FROM})
+    assert not detection.sent_by_alertmanager({"service": "email", "mail_from": "incident-bot@company.com"})
+    assert not detection.sent_by_alertmanager({"service": "slack", "headers": {"User-Agent": "Python-urllib/3.11"}})
 
 
 def _drill(tmp_path, clock: FakeClock) -> tuple[Marks, Recorder]:

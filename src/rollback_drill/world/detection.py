@@ -17,6 +17,7 @@ from typing import Any
 
 from rollback_drill.errors import WaitTimeout
 from rollback_drill.evidence.recorder import Recorder
+from rollback_drill.monitoring.alertmanager import DEFAULT_EMAIL_FROM
 from rollback_drill.monitoring.promql import PrometheusClient
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.wait import wait_until
@@ -74,6 +75,12 @@ def _title(entry: dict[str, Any]) -> str:
     return str(attachments[0].get("title") or "")
 
 
+def sent_by_alertmanager(entry: dict[str, Any]) -> bool:
+    """Whether a sinks' journal entry came from Alertmanager (its User-Agent, or its mail's sender), not the drill."""
+    agent = str((entry.get("headers") or {}).get("User-Agent", ""))
+    return agent.startswith("Alertmanager") or entry.get("mail_from") == DEFAULT_EMAIL_FROM
+
+
 def alertmanager_notifications(entries: Iterable[dict[str, Any]]) -> list[AlertmanagerNotification]:
     """The journal entries Alertmanager sent (its User-Agent), PagerDuty and Slack, oldest first.
 
@@ -82,8 +89,7 @@ def alertmanager_notifications(entries: Iterable[dict[str, Any]]) -> list[Alertm
     """
     found = []
     for entry in entries:
-        agent = str((entry.get("headers") or {}).get("User-Agent", ""))
-        if entry.get("service") not in {"pagerduty", "slack"} or not agent.startswith("Alertmanager"):
+        if entry.get("service") not in {"pagerduty", "slack"} or not sent_by_alertmanager(entry):
             continue
         words = _title(entry).split(":", 1)[0].split()
         if not words:
