@@ -22,6 +22,7 @@ pytest_plugins = [
     "fixtures.flowengine",
     "fixtures.drill",
     "fixtures.notifications",
+    "fixtures.monitoring",
     "fixtures.staging",
     "fixtures.kind",
     "steps.environment_steps",
@@ -32,6 +33,7 @@ pytest_plugins = [
     "steps.safety_steps",
     "steps.conformance_steps",
     "steps.kind_steps",
+    "steps.monitoring_steps",
     "tools.skip_policy",  # active only with --allowed-skips (make test)
 ]
 
@@ -67,7 +69,9 @@ def pytest_addoption(parser):
     register(group.addoption)
 
 
-RECORDED_AREAS = frozenset({"world", "pre_rollback", "rollback", "post_rollback", "drill", "reenablement"})
+RECORDED_AREAS = frozenset(
+    {"world", "pre_rollback", "rollback", "post_rollback", "drill", "reenablement", "monitoring"}
+)
 """Scenarios of these areas act on the drill world and are recorded; decision and environment checks are not."""
 
 

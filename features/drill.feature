@@ -10,6 +10,7 @@ Feature: The rollback drill (RB-LAUNCH-002, "Testing & Validation")
   Scenario: Rollback drill for the incident and phase chosen on the command line
     Given the drill world at the phase chosen on the command line
     When the incident chosen on the command line is injected
+    And Alertmanager's page for the incident is awaited
     When the Incident Commander applies the decision framework to the live signals
     Then the decision is to roll back
     When the Incident Commander holds the triage the decision calls for
@@ -51,6 +52,7 @@ Feature: The rollback drill (RB-LAUNCH-002, "Testing & Validation")
     Given the drill world at the phase chosen on the command line
     And the state of the world is noted
     When the incident chosen on the command line is injected
+    And Alertmanager's page for the incident is awaited
     And the Incident Commander applies the decision framework to the live signals
     Then the decision is not to roll back
     And the Deployment generation, the allowlist, the alert rules and the schema version are unchanged
@@ -59,6 +61,7 @@ Feature: The rollback drill (RB-LAUNCH-002, "Testing & Validation")
   Scenario Outline: Rollback drill: <incident> at Phase <phase>
     Given the drill world at Phase <phase>
     When the incident "<incident>" is injected
+    And Alertmanager's page for the incident is awaited
     When the Incident Commander applies the decision framework to the live signals
     Then the decision is to roll back
     When the Incident Commander holds the triage the decision calls for
@@ -116,6 +119,7 @@ Feature: The rollback drill (RB-LAUNCH-002, "Testing & Validation")
     Given the drill world at Phase 6
     And the state of the world is noted
     When the incident "<incident>" is injected
+    And Alertmanager's page for the incident is awaited
     And the Incident Commander applies the decision framework to the live signals
     Then the decision is "NO-GO" with action "<action>"
     And the Deployment generation, the allowlist, the alert rules and the schema version are unchanged

@@ -60,6 +60,8 @@ def _cmd_env_up(args: argparse.Namespace) -> int:
     print(f"  server:      {state.server_version}  fingerprint {state.fingerprint}")
     if db is not None:
         print(f"  taskdb:      {db.redacted_dsn} ({db.provider})")
+    for what, url in environment.monitoring_urls(state).items():
+        print(f"  {what + ':':<12} {url}")
     for part, seconds in state.timings_s.items():
         print(f"  {part + ':':<22} {seconds:.1f}s")
     print(f"use it:  export KUBECONFIG={state.kubeconfig}   |   remove it:  rollback-drill env down --name {name}")

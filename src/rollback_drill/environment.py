@@ -327,6 +327,7 @@ def bring_up(
             state.save()
             state.services["sinks"] = _timed(state, "notification sinks", progress, lambda: start_sinks(directory))
             state.save()
+            _timed(state, "monitoring chain", progress, lambda: bring_up_monitoring(state, directory, plane.kubeconfig))
     except BaseException:
         tear_down(state)
         raise
@@ -446,7 +447,7 @@ spec:
 def _seed(cluster: Cluster, db: TaskDB, config: DrillConfig, phase: int) -> None:
     api = cluster.api_client()
     try:
-        seed_world(api, cluster, config, phase, db)
+        seed_world(api, cluster, config, phase, db, time_scale=config.time_scale)
     finally:
         api.close()
 
@@ -509,6 +510,39 @@ def start_simulator(
 def start_sinks(directory: Path) -> dict[str, Any]:
     argv = [sys.executable, "-m", "rollback_drill.notify.sinks", "--dir", str(directory / "sinks")]
     return _start_service("sinks", argv, directory, dict(os.environ))
+
+
+# --- the monitoring chain beside the world ---------------------------------------------------------------
+# Alertmanager, Prometheus and kube-state-metrics run under one process (rollback_drill.world.monitoring_chain),
+# which stops them on SIGTERM; their own pids are recorded too, so `env down` stops them even if it died.
+
+
+def bring_up_monitoring(state: EnvironmentState, directory: Path, kubeconfig: str) -> None:
+    """Start the chain beside the simulator and the sinks; record it and each of its servers in the state."""
+    sinks = state.services["sinks"]
+    argv = [
+        sys.executable, "-m", "rollback_drill.world.monitoring_chain", "--dir", str(directory / "monitoring"),
+        "--kubeconfig", kubeconfig, "--flowengine-url", str(state.services["flowengine"]["url"]),
+        "--sinks-ready-line", json.dumps(sinks),
+    ]  # fmt: skip
+    info = _start_service("monitoring", argv, directory, dict(os.environ), timeout_s=MONITORING_READY_TIMEOUT_S)
+    servers = info.pop("servers", {})
+    state.services["monitoring"] = info
+    state.services.update(servers)
+    state.save()
+
+
+MONITORING_READY_TIMEOUT_S = 90.0
+"""Three servers one after another, each ready in about a second; the rest is a busy machine."""
+
+
+def monitoring_urls(state: EnvironmentState) -> dict[str, str]:
+    """Prometheus's and Alertmanager's URLs, for `env up` and `env status` (empty without the chain)."""
+    chain = state.services.get("monitoring") or {}
+    return {k: str(chain[f"{k}_url"]) for k in ("prometheus", "alertmanager") if chain.get(f"{k}_url")}
+
+
+# --- end of the monitoring chain -------------------------------------------------------------------------
 
 
 def _start_taskdb(provider: ProviderName, directory: Path, name: str) -> TaskDB:

@@ -16,6 +16,8 @@ from rollback_drill.ports import free_port
 
 ALERTMANAGER_BINARY = Path("/usr/bin/prometheus-alertmanager")
 FIX = "point --alertmanager-url at the Alertmanager's base URL (the one serving /api/v2/silences), e.g. http://127.0.0.1:9093"
+DEFAULT_EMAIL_FROM = "alertmanager@rollback-drill.invalid"
+"""The sender of Alertmanager's mail, so a mail sink can tell it from the drill's own."""
 SLACK_WEBHOOK_PATH = "/services/T00000000/B00000000/rollbackdrill"
 """The sink takes any ``/services/...`` path as a webhook; a real one's path is its credential."""
 
@@ -33,7 +35,7 @@ class Receivers:
     smtp_smarthost: str
     """``host:port`` of the mail relay (the SMTP sink)."""
     email_to: str = "oncall@example.invalid"
-    email_from: str = "alertmanager@rollback-drill.invalid"
+    email_from: str = DEFAULT_EMAIL_FROM
     slack_channel: str = "#flowengine-alerts"
 
 

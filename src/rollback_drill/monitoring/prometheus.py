@@ -33,6 +33,9 @@ class PrometheusSettings:
     evaluation_interval_s: float = 1.0
     """Same reason as ``scrape_interval_s``."""
     external_labels: dict[str, str] = field(default_factory=dict)
+    alert_resend_delay_s: float | None = None
+    """How often firing alerts are re-sent to Alertmanager (Prometheus's default: 1 m). An alert whose rule is
+    removed lives on in Alertmanager for four of these; a drill that re-seeds its rules wants that short."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def start(settings: PrometheusSettings, directory: Path, *, port: int | None = N
         # Links in alerts and pages (generatorURL, client_url) name the loopback address, not the host name.
         f"--web.external-url=http://{listen}",
     ]
+    if settings.alert_resend_delay_s is not None:
+        argv.append(f"--rules.alert.resend-delay={_duration(settings.alert_resend_delay_s)}")
     server = process.start(
         "prometheus",
         argv,

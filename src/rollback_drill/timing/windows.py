@@ -44,8 +44,10 @@ STEP_IDS = (
 DRILL_START = "drill_start"
 INCIDENT_INJECTED = "incident_injected"
 DECISION_MADE = "decision_made"
+PAGE_DELIVERED = "page_delivered"
+"""Alertmanager's first page for the incident reached the PagerDuty sink (or, for a warning, Slack)."""
 BUNDLE_SEALED = "bundle_sealed"
-INSTANT_NAMES = (DRILL_START, INCIDENT_INJECTED, DECISION_MADE, BUNDLE_SEALED)
+INSTANT_NAMES = (DRILL_START, INCIDENT_INJECTED, PAGE_DELIVERED, DECISION_MADE, BUNDLE_SEALED)
 
 DETECT = "detect"
 INITIATE = "initiate"
@@ -199,7 +201,13 @@ def compute_targets(
         return overrides.get(name, DEFAULT_LIMITS.get(name))
 
     results = [
-        _below(DETECT, marks.between(INCIDENT_INJECTED, DECISION_MADE), limit(DETECT)),
+        # Incident -> the page; a drill without the monitoring chain (or whose incident pages nobody)
+        # measures to the decision, as before the chain existed.
+        _below(
+            DETECT,
+            marks.between(INCIDENT_INJECTED, PAGE_DELIVERED if PAGE_DELIVERED in marks else DECISION_MADE),
+            limit(DETECT),
+        ),
         _below(INITIATE, marks.between(DECISION_MADE, step_start("step-1")), limit(INITIATE)),
         _below(
             ROLLBACK_EXECUTION,

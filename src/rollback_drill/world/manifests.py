@@ -175,13 +175,24 @@ def _prometheus_rule(name: str, namespace: str, labels: dict[str, str], groups: 
     }
 
 
-def _repo_rules(repo: str, failures_for: str, latency_for: str) -> list[dict[str, Any]]:
+def _repo_rules(repo: str, failures_for: str, latency_for: str, failures_window: str = "1h") -> list[dict[str, Any]]:
     """A repo's alerts on FlowEngine's metrics, each labelled with the repo so a silence or a route can name it."""
+    series = f'flow_failures_total{{repo="{repo}"}}'
+    if failures_window == "1h":
+        # rate over the last hour, per hour: the runbook's "failures/hour".
+        expr = f"sum(rate({series}[1h])) * 3600 > {FAILURES_PER_HOUR_LIMIT}"
+    else:
+        # A drill that scales its time counts the failures of its scaled hour, so an incident's alert
+        # resolves once it is over. A series that first appears already counting (a repo's first failures,
+        # backdated at once) has no increase Prometheus can see: its whole value counts while it is new.
+        expr = (
+            f"sum(increase({series}[{failures_window}])) > {FAILURES_PER_HOUR_LIMIT} "
+            f"or sum({series} unless {series} offset {failures_window}) > {FAILURES_PER_HOUR_LIMIT}"
+        )
     return [
         {
             "alert": "FlowFailureRateHigh",
-            # rate over the last hour, per hour: the runbook's "failures/hour".
-            "expr": f'sum(rate(flow_failures_total{{repo="{repo}"}}[1h])) * 3600 > {FAILURES_PER_HOUR_LIMIT}',
+            "expr": expr,
             "for": failures_for,
             "labels": {"severity": "critical", "repo": repo},
             "annotations": {"summary": f"{repo}: more than {FAILURES_PER_HOUR_LIMIT} flow failures per hour"},
@@ -201,22 +212,24 @@ def _repo_rules(repo: str, failures_for: str, latency_for: str) -> list[dict[str
     ]
 
 
-def alert_rule(repo: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m") -> dict[str, Any]:
+def alert_rule(
+    repo: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m", failures_window: str = "1h"
+) -> dict[str, Any]:
     """``<repo>-alerts``: the rules an expanded repo's on-call is paged by.
 
-    ``failures_for`` and ``latency_for`` are the ``for:`` windows (Prometheus durations); a drill scales
-    them by its time scale.
+    ``failures_for`` and ``latency_for`` are the ``for:`` windows (Prometheus durations), ``failures_window``
+    the hour the failures are counted over; a drill scales them by its time scale (``scaled_windows``).
     """
     return _prometheus_rule(
         f"{repo}-alerts",
         namespace,
         {WORLD_LABEL: "true", "repo": repo},
-        [{"name": f"{repo}.flowengine", "rules": _repo_rules(repo, failures_for, latency_for)}],
+        [{"name": f"{repo}.flowengine", "rules": _repo_rules(repo, failures_for, latency_for, failures_window)}],
     )
 
 
 def pilot_alert_rule(
-    pilot: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m"
+    pilot: str, namespace: str, *, failures_for: str = "10m", latency_for: str = "30m", failures_window: str = "1h"
 ) -> dict[str, Any]:
     """``<pilot>-alerts``: the pilot's own alerts, which Step 4 keeps, and FlowEngine's service-wide P95.
 
@@ -235,7 +248,12 @@ def pilot_alert_rule(
         f"{pilot}-alerts",
         namespace,
         {WORLD_LABEL: "true", "repo": pilot, "scope": "pilot"},
-        [{"name": f"{pilot}.flowengine", "rules": [*_repo_rules(pilot, failures_for, latency_for), service_wide]}],
+        [
+            {
+                "name": f"{pilot}.flowengine",
+                "rules": [*_repo_rules(pilot, failures_for, latency_for, failures_window), service_wide],
+            }
+        ],
     )
 
 
@@ -416,3 +434,22 @@ spec:
 def fault_patch(fault: str) -> dict[str, Any]:
     """The patch that stages ``fault`` (e.g. ``crash-loop``) on a pod or a pod template: the fault annotation."""
     return {"metadata": {"annotations": {FAULT_ANNOTATION: fault}}}
+
+
+RUNBOOK_WINDOWS_S = {"failures_for": 600.0, "latency_for": 1800.0, "failures_window": 3600.0, "crash_loop_for": 900.0}
+"""The seeded alerts' windows as the runbook's monitoring has them: ``for: 10m``, ``30m``, the hour, ``15m``."""
+MIN_SCALED_WINDOW_S = {"failures_window": 5.0}
+"""A scaled hour holds at least a few 1 s scrapes: ``increase`` needs two samples in its window."""
+
+
+def prometheus_duration(seconds: float) -> str:
+    """A Prometheus duration in whole milliseconds (``0.6`` -> ``600ms``), as the PrometheusRule schema accepts it."""
+    return f"{max(0, round(seconds * 1000))}ms"
+
+
+def scaled_windows(time_scale: float) -> dict[str, str]:
+    """The seeded alerts' windows scaled by a drill's time scale, as keyword arguments of the rule makers."""
+    return {
+        name: prometheus_duration(max(seconds * time_scale, MIN_SCALED_WINDOW_S.get(name, 0.0)))
+        for name, seconds in RUNBOOK_WINDOWS_S.items()
+    }

@@ -124,13 +124,18 @@ def _ensure_service(core: client.CoreV1Api, service: dict[str, Any]) -> None:
         core.create_namespaced_service(meta["namespace"], cast("Any", service))
 
 
-def _sync_alert_rules(api: client.ApiClient, config: DrillConfig, phase: int) -> None:
+def _sync_alert_rules(api: client.ApiClient, config: DrillConfig, phase: int, time_scale: float) -> None:
+    """Every expanded repo's ``<repo>-alerts``, the pilot's own and the crash-loop rule, their windows scaled."""
     rules = PrometheusRules(api, config.kubernetes.monitoring_namespace)
-    wanted = {f"{repo}-alerts" for repo in config.expanded_for(phase)}
-    for stale in rules.names() - wanted:
+    windows = manifests.scaled_windows(time_scale)
+    repo_windows = {k: v for k, v in windows.items() if k != "crash_loop_for"}
+    wanted = [manifests.alert_rule(repo, rules.namespace, **repo_windows) for repo in config.expanded_for(phase)]
+    wanted.append(manifests.pilot_alert_rule(config.pilot_repo, rules.namespace, **repo_windows))
+    wanted.append(manifests.crash_loop_alert_rule(rules.namespace, crash_loop_for=windows["crash_loop_for"]))
+    for stale in rules.names() - {rule["metadata"]["name"] for rule in wanted}:
         rules.delete(stale)
-    for repo in config.expanded_for(phase):
-        rules.apply(manifests.alert_rule(repo, rules.namespace))
+    for rule in wanted:
+        rules.apply(rule)
 
 
 def seed_world(
@@ -143,8 +148,11 @@ def seed_world(
     rollout_timeout_s: float = 120,
     runtime: manifests.PodRuntime | None = None,
     pod_taskdb_dsn: str | None = None,
+    time_scale: float = 1.0,
 ) -> WorldState:
     """Namespaces, the flowengine Deployment (production and staging), repo-config, the alert rules, the TaskDB schema.
+
+    The alert rules' ``for:`` windows (and the failures' hour) are the runbook's times ``time_scale``.
 
     With a ``runtime`` (the kind target) the pods really run the simulator: they get TaskDB's DSN as the
     pods reach it (``pod_taskdb_dsn``, in a Secret) and production gets the flowengine Service.
@@ -177,7 +185,7 @@ def seed_world(
         partial(core.replace_namespaced_config_map, names.configmap, names.namespace, cast("Any", cm)),
     )
     _delete_faulted_pods(core, config)
-    _sync_alert_rules(api, config, phase)
+    _sync_alert_rules(api, config, phase, time_scale)
     if taskdb is not None and runtime is None:
         reset_taskdb(taskdb, config, phase)
     for namespace in (names.namespace, names.staging_namespace):

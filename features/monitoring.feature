@@ -1,0 +1,23 @@
+@monitoring
+Feature: Detection through the real monitoring chain (RB-LAUNCH-002, "Testing & Validation")
+  Prometheus evaluates the PrometheusRules that are in the cluster, Alertmanager pages the on-call,
+  and the drill measures detection from the incident to that page. Step 4 is proven by what
+  Prometheus has loaded and is firing, not by the objects alone.
+
+  Scenario: A mass failure pages PagerDuty through Alertmanager, and Step 4 unloads only the expanded repos' alerts
+    Given the drill world at Phase 7
+    When the incident "mass-failure" is injected
+    And Alertmanager's page for the incident is awaited
+    Then the on-call was paged by Alertmanager after the injection
+    When the SRE performs Step 4 "Disable expanded repo alerts" within 2 minutes
+    Then Prometheus has loaded no rule group of an expanded repo and holds no alert for one
+    And Prometheus still has the pilot's rule group loaded
+
+  Scenario: Step 4 by Alertmanager silences leaves the rules loaded and pages nobody for an expanded repo
+    Given the drill world at Phase 7
+    When the SRE silences every expanded repo's alerts in Alertmanager for Step 4
+    And the incident "mass-failure" is injected
+    Then Alertmanager suppresses the alert of every expanded repo and pages nobody for one
+    And Prometheus still has every expanded repo's rule group loaded
+    When the drill expires its Step 4 silences at put-back
+    Then no silence of the drill is active in Alertmanager
