@@ -61,7 +61,7 @@ contracts: venv
 	$(BIN)/lint-imports
 
 unit: venv
-	$(BIN)/pytest tests $(PYTEST_FLAGS)
+	$(ISOLATED) tests $(PYTEST_FLAGS)
 
 # @chosen scenarios are the ones `rollback-drill run` picks for --incident/--phase; the @matrix covers every incident.
 features: prerequisites
