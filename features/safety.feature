@@ -60,7 +60,7 @@ Feature: Safety: one drill at a time, the least privilege, and no destructive ca
     When acting as it, the SRE performs Step 4: the expanded repos' alert rules are backed up and deleted
     Then no alert rule of an expanded repo is left, and the runbook's own patch was refused for its schema, not for RBAC
     When acting as it, the alert rules are restored from those backups
-    Then there are 10 PrometheusRules in namespace "monitoring"
+    Then there are 10 PrometheusRules of expanded repos in namespace "monitoring", beside the pilot's own and the crash-loop rule
     And acting as it, the drill takes and releases its lock
 
   Scenario: The identity guard covers every destructive runbook call

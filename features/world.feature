@@ -9,7 +9,7 @@ Feature: The drill world, as the runbook finds it before a rollback
     Then REPO_ALLOWLIST of deployment/flowengine lists the pilot and the 10 expanded repos
     And deployment/flowengine runs 6 replicas, all available
     And configmap/repo-config lists the 10 expanded repos separated by white space
-    And there is one PrometheusRule "<repo>-alerts" per expanded repo in namespace "monitoring"
+    And there is one PrometheusRule "<repo>-alerts" per expanded repo in namespace "monitoring", beside the pilot's own and the crash-loop rule
     And the TaskDB schema version is later than "20251104_001"
 
   Scenario: An allowlist change takes effect when the rollout does, not when the spec is patched
@@ -57,5 +57,5 @@ Feature: The drill world, as the runbook finds it before a rollback
     Given a drill configuration with pilot "ledger-core" and 37 expanded repos
     When the drill world is seeded at Phase 6 from it
     Then REPO_ALLOWLIST of deployment/flowengine lists "ledger-core" and the 37 expanded repos
-    And there are 37 PrometheusRules in namespace "monitoring"
+    And there are 37 PrometheusRules of expanded repos in namespace "monitoring", beside the pilot's own and the crash-loop rule
     And configmap/repo-config lists the 37 expanded repos separated by white space

@@ -17,6 +17,7 @@ from rollback_drill.runbook.decision import decide_live
 from rollback_drill.runbook.probes import EXPANDED_PROBE_HZ, PILOT_PROBE_HZ, expanded_config_call, pilot_flow_call
 from rollback_drill.timing.probe import Probe, failed_requests, split_at_first_refusal
 from rollback_drill.timing.wait import wait_until
+from rollback_drill.world.manifests import standing_rule_names
 
 
 @given(parsers.parse("the drill world at Phase {phase:d}"), target_fixture="world")
@@ -75,15 +76,30 @@ def _configmap(k8s_api, world, drill_config, count):
     assert value.split() == list(world.expanded_repos)
 
 
-@then(parsers.parse('there is one PrometheusRule "<repo>-alerts" per expanded repo in namespace "{namespace}"'))
+@then(
+    parsers.parse(
+        'there is one PrometheusRule "<repo>-alerts" per expanded repo in namespace "{namespace}", '
+        "beside the pilot's own and the crash-loop rule"
+    )
+)
 def _rules(k8s_api, drill_config, namespace):
     names = PrometheusRules(k8s_api, namespace).names()
-    assert names == {f"{repo}-alerts" for repo in drill_config.expanded_for(6)}, sorted(names)
+    expanded = {f"{repo}-alerts" for repo in drill_config.expanded_for(6)}
+    expected = expanded | standing_rule_names(drill_config.pilot_repo)
+    assert names == expected, sorted(names ^ expected)
 
 
-@then(parsers.parse('there are {count:d} PrometheusRules in namespace "{namespace}"'))
-def _rule_count(k8s_api, count, namespace):
-    assert len(PrometheusRules(k8s_api, namespace).names()) == count
+@then(
+    parsers.parse(
+        'there are {count:d} PrometheusRules of expanded repos in namespace "{namespace}", '
+        "beside the pilot's own and the crash-loop rule"
+    )
+)
+def _rule_count(k8s_api, world, count, namespace):
+    names = PrometheusRules(k8s_api, namespace).names()
+    standing = standing_rule_names(str(world.pilot_repo))
+    assert standing <= names, sorted(standing - names)
+    assert len(names - standing) == count, sorted(names - standing)
 
 
 @then(parsers.parse('the TaskDB schema version is later than "{version}"'))

@@ -284,6 +284,12 @@ def crash_loop_alert_rule(namespace: str, *, crash_loop_for: str = "15m") -> dic
     )
 
 
+def standing_rule_names(pilot: str) -> frozenset[str]:
+    """The PrometheusRules the world seeds beside the expanded repos' and Step 4 never touches:
+    the pilot's own ``<pilot>-alerts`` and the cluster's crash-loop rule."""
+    return frozenset({f"{pilot}-alerts", CRASH_LOOP_RULE_NAME})
+
+
 def _string_map() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": "string"}}
 

@@ -40,6 +40,8 @@ class WorldState:
     alert_rules: tuple[str, ...]
     schema_version: str | None
     generation: int
+    pilot_repo: str | None = None
+    """The pilot of the configuration the world was read with (its alert rules stay through Step 4)."""
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -252,6 +254,7 @@ def read_world(api: client.ApiClient, config: DrillConfig, taskdb: TaskDB | None
         alert_rules=tuple(sorted(PrometheusRules(api, names.monitoring_namespace).names())),
         schema_version=schema.current_version(taskdb) if taskdb is not None else None,
         generation=int(deployment.metadata.generation or 0) if deployment.metadata else 0,
+        pilot_repo=config.pilot_repo,
     )
 
 
