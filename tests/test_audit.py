@@ -6,6 +6,7 @@ audit log in the bundle, and each write attributed to a runbook step, a drill ph
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,17 @@ def test_rotated_logs_are_read_oldest_first_and_a_torn_last_line_is_skipped(tmp_
     log.write_text(json.dumps(audit_event(3)) + "\n" + json.dumps(audit_event(2)) + "\n" + '{"kind": "Ev')
     assert [e["requestReceivedTimestamp"] for e in read_audit_events(log)] == [at(1), at(2), at(3)]
     assert read_audit_events(tmp_path / "absent.log") == []
+
+
+def test_a_rotated_log_last_written_before_the_drill_is_not_read(tmp_path):
+    log = tmp_path / "audit.log"
+    old = tmp_path / "audit-2026-03-02T14-00-00.000.log"
+    old.write_text(json.dumps(audit_event(-100)) + "\n")
+    log.write_text(json.dumps(audit_event(3)) + "\n")
+    before = (START - timedelta(seconds=50)).timestamp()
+    os.utime(old, (before, before))
+    assert [e["requestReceivedTimestamp"] for e in read_audit_events(log, since=START)] == [at(3)]
+    assert len(read_audit_events(log)) == 2
 
 
 def test_the_slice_holds_the_requests_received_within_the_drill():
