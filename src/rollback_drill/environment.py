@@ -100,6 +100,8 @@ class EnvironmentState:
     """The kind cluster (``targets.kind.KindCluster.to_state``), when the target is kind."""
     pod_runtime: dict[str, Any] | None = None
     """How FlowEngine pods run on kind: ``{"image", "node_port", "taskdb_host", "taskdb_port"}``."""
+    audit_log: str | None = None
+    """The API server's audit log of the drill namespaces (local target), which a drill slices into its bundle."""
 
     def save(self) -> None:
         path = state_path(self.name)
@@ -301,10 +303,14 @@ def bring_up(
             "control plane",
             progress,
             lambda: local.start(
-                directory / "cluster", binaries, extra_stages=CRASH_LOOP_STAGE + flowengine_logs(directory)
+                directory / "cluster",
+                binaries,
+                extra_stages=CRASH_LOOP_STAGE + flowengine_logs(directory),
+                audit_namespaces=DRILL_NAMESPACES,
             ),
         )
         state.control_plane = plane.to_state()
+        state.audit_log = plane.audit_log
         state.kubeconfig = plane.kubeconfig
         state.save()
         _timed(state, "nodes and namespaces", progress, lambda: _prepare_cluster(plane.kubeconfig))

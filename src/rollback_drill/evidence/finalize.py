@@ -6,10 +6,12 @@ and append the drill to the history.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from rollback_drill.errors import DrillError, InputError
 from rollback_drill.evidence.attest import attest
+from rollback_drill.evidence.audit import record_audit
 from rollback_drill.evidence.bundle import (
     MANIFEST_NAME,
     add_warnings,
@@ -31,9 +33,12 @@ def finalize_bundle(
     *,
     redactor: Redactor | None = None,
     history_file: Path | None = None,
+    audit_log: Path | None = None,
+    drill_users: Collection[str] = (),
 ) -> Path:
-    """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: mask any
-    secret left in the bundle, write ``controls.json``, render ``report.html`` and ``rca.md``, seal the manifest,
+    """What a drill calls once, after ``Recorder.finish`` or ``Recorder.abort``: copy the API server's
+    audit events of the drill into ``audit.jsonl`` with each write attributed (``audit_log``, by
+    ``drill_users`` and the timeline's step windows; evidence.audit), mask any secret left in the bundle, write ``controls.json``, render ``report.html`` and ``rca.md``, seal the manifest,
     sign the attestation of the sealed files with the machine's key, and append the drill to
     the history. Returns the manifest's path.
 
@@ -48,6 +53,8 @@ def finalize_bundle(
             f"bundle {bundle_dir} is already signed; finalizing it again would void the signatures. "
             "Use `rollback-drill evidence verify` to check it"
         )
+    if audit_log is not None:
+        record_audit(bundle_dir, audit_log, drill_users=drill_users, redactor=redactor)
     warnings, binary = mask_secrets_in_place(bundle_dir, redactor)
     add_warnings(bundle_dir, warnings, redactor)
     write_controls(bundle_dir, redactor=redactor)

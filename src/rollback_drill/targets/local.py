@@ -16,9 +16,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
@@ -36,6 +36,13 @@ NODE_COUNT = 3
 """Three fake nodes: enough for the pilot's 3 replicas to spread as on a real cluster."""
 SERVICE_CIDR = "10.96.0.0/12"
 """Only an allocation range inside the API server; nothing routes to it."""
+AUDIT_NAMESPACES = ("production", "staging", "monitoring")
+"""The namespaces the runbook touches; the API server records what happens in them."""
+AUDIT_LOG_MAX_MB = 100
+AUDIT_LOG_MAX_BACKUPS = 3
+"""At most 400 MB of audit log per environment: the API server rotates, then drops the oldest."""
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+READ_VERBS = ("get", "list", "watch")
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,8 @@ class LocalControlPlane:
     server: str
     ports: Mapping[str, int]
     processes: tuple[LocalProcess, ...] = field(default=())
+    audit_log: str | None = None
+    """The API server's audit log (JSON lines), or None for a plane started before it kept one."""
 
     def to_state(self) -> dict[str, object]:
         return {
@@ -131,6 +140,7 @@ class LocalControlPlane:
                 }
                 for p in self.processes
             ],
+            "audit_log": self.audit_log,
         }
 
     @classmethod
@@ -151,6 +161,7 @@ class LocalControlPlane:
             server=str(data["server"]),
             ports=dict(data["ports"]),  # type: ignore[call-overload]
             processes=processes,
+            audit_log=str(data["audit_log"]) if data.get("audit_log") else None,
         )
 
 
@@ -170,6 +181,51 @@ def write_kubeconfig(path: Path, server: str, pki: Pki, *, context: str = "rollb
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
+
+
+def audit_policy(namespaces: Sequence[str] = AUDIT_NAMESPACES) -> dict[str, object]:
+    """The API server's audit policy: every write in the drill's namespaces with its request and response,
+    reads there as metadata, nothing elsewhere. Secrets, ServiceAccount tokens (a TokenRequest's response
+    is a bearer token) and Leases only ever as metadata: no credential may reach a file, and the drill's
+    Lease renewals would only add noise. The first rule that matches wins, so that rule comes first.
+    """
+    spaces = list(namespaces)
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        # One event per request, when its response is complete (a watch's start would be a second).
+        "omitStages": ["RequestReceived", "ResponseStarted"],
+        "rules": [
+            {
+                "level": "Metadata",
+                "namespaces": spaces,
+                "resources": [
+                    {"group": "", "resources": ["secrets", "serviceaccounts/token"]},
+                    {"group": "coordination.k8s.io", "resources": ["leases"]},
+                ],
+            },
+            {"level": "RequestResponse", "namespaces": spaces, "verbs": list(WRITE_VERBS)},
+            {"level": "Metadata", "namespaces": spaces, "verbs": list(READ_VERBS)},
+            {"level": "None"},
+        ],
+    }
+
+
+def write_audit_policy(directory: Path, namespaces: Sequence[str] = AUDIT_NAMESPACES) -> Path:
+    path = directory / "audit-policy.yaml"
+    path.write_text(yaml.safe_dump(audit_policy(namespaces), sort_keys=False))
+    return path
+
+
+def audit_flags(policy: Path, log: Path) -> list[str]:
+    """The API server's flags for a JSON audit log that rotates instead of filling the disk."""
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={log}",
+        "--audit-log-format=json",
+        f"--audit-log-maxsize={AUDIT_LOG_MAX_MB}",
+        f"--audit-log-maxbackup={AUDIT_LOG_MAX_BACKUPS}",
+    ]
 
 
 def kwok_stages_path(directory: Path, extra_stages: str = "") -> Path:
@@ -279,9 +335,16 @@ def _admin_ssl_context(pki: Pki) -> ssl.SSLContext:
 
 
 def start(
-    directory: Path, binaries: Mapping[str, Path], *, extra_stages: str = "", timeout_s: float = 90.0
+    directory: Path,
+    binaries: Mapping[str, Path],
+    *,
+    extra_stages: str = "",
+    timeout_s: float = 90.0,
+    audit_namespaces: Sequence[str] = AUDIT_NAMESPACES,
 ) -> LocalControlPlane:
     """Start etcd, the API server, the controller manager, the scheduler and kwok; return when /readyz is ok.
+
+    The API server keeps an audit log of ``audit_namespaces`` (``audit_policy``) in ``logs/audit.log``.
 
     On any failure everything already started is stopped before the error propagates.
     """
@@ -291,6 +354,9 @@ def start(
     server = f"https://127.0.0.1:{ports['apiserver']}"
     kubeconfig = directory / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki)
+    audit_log = directory / "logs" / "audit.log"
+    audit_log.parent.mkdir(parents=True, exist_ok=True)
+    policy = write_audit_policy(directory, audit_namespaces)
     started: list[LocalProcess] = []
     try:
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
@@ -339,6 +405,7 @@ def start(
                 "--event-ttl=1h",
                 # A drill cluster has no load balancer to drain: stop at once on SIGTERM.
                 "--shutdown-delay-duration=0s",
+                *audit_flags(policy, audit_log),
                 "--v=1",
             ],
             directory,
@@ -397,7 +464,9 @@ def start(
                 directory,
             )
         )
-        plane = LocalControlPlane(str(directory), str(kubeconfig), server, ports, tuple(started))
+        plane = LocalControlPlane(
+            str(directory), str(kubeconfig), server, ports, tuple(started), audit_log=str(audit_log)
+        )
         _require_alive(started)
     except BaseException:
         stop_processes(tuple(started))
@@ -520,7 +589,7 @@ def start_again(plane: LocalControlPlane, name: str, timeout_s: float = 90.0) ->
         stop_processes((restarted,))
         raise
     processes = tuple(restarted if p.name == name else p for p in plane.processes)
-    return LocalControlPlane(plane.directory, plane.kubeconfig, plane.server, plane.ports, processes)
+    return replace(plane, processes=processes)
 
 
 def fake_node_manifest(name: str) -> dict[str, object]:

@@ -20,6 +20,10 @@ _VALIDITY = dt.timedelta(days=30)
 """A drill environment is throwaway; a month is plenty and limits what a leaked key could do."""
 
 
+ADMIN_USER = "rollback-drill-admin"
+"""The admin certificate's CN: the user the API server sees for everything that uses the environment's kubeconfig."""
+
+
 @dataclass(frozen=True)
 class Pki:
     ca_cert: Path
@@ -120,7 +124,7 @@ def create_pki(directory: Path) -> Pki:
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin_cert = _issue(
-        _name("rollback-drill-admin", "system:masters"),
+        _name(ADMIN_USER, "system:masters"),
         admin_key,
         ca_name,
         ca_key,
