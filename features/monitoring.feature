@@ -12,12 +12,3 @@ Feature: Detection through the real monitoring chain (RB-LAUNCH-002, "Testing & 
     When the SRE performs Step 4 "Disable expanded repo alerts" within 2 minutes
     Then Prometheus has loaded no rule group of an expanded repo and holds no alert for one
     And Prometheus still has the pilot's rule group loaded
-
-  Scenario: Step 4 by Alertmanager silences leaves the rules loaded and pages nobody for an expanded repo
-    Given the drill world at Phase 7
-    When the SRE silences every expanded repo's alerts in Alertmanager for Step 4
-    And the incident "mass-failure" is injected
-    Then Alertmanager suppresses the alert of every expanded repo and pages nobody for one
-    And Prometheus still has every expanded repo's rule group loaded
-    When the drill expires its Step 4 silences at put-back
-    Then no silence of the drill is active in Alertmanager

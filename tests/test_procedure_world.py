@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,9 @@ def test_steps_1_to_4_a_second_time_find_their_work_done_and_change_nothing(runb
 
     assert not any(first.already_done().values()), first
     assert all(second.already_done().values()), second
-    assert first.world == second.world
+    # What the steps write must be the same; available_replicas is the controllers' status, which may
+    # still be counting the pods Step 2 scaled away when the snapshot is read.
+    assert replace(first.world, available_replicas=0) == replace(second.world, available_replicas=0)
     assert not verification.problems(), verification.problems()
 
 
