@@ -23,6 +23,7 @@ import pytest
 from rollback_drill.config import load_config
 from rollback_drill.errors import ConfigError, InputError, UnsafeTarget
 from rollback_drill.flowengine.client import FlowEngineClient
+from rollback_drill.runbook.failure_paths import break_halfway
 from rollback_drill.targets.cluster import Cluster, read_allowlist
 from rollback_drill.taskdb import identity, providers, schema
 from rollback_drill.taskdb.backup import table_fingerprints
@@ -187,6 +188,13 @@ def test_seeding_a_world_is_refused_before_the_cluster_or_the_database_is_touche
     # The API client is never used: the refusal comes before anything is created.
     with pytest.raises(UnsafeTarget, match="refusing to seed the drill world on TaskDB"):
         seed_world(cast("Any", None), drill_made_cluster, load_config(), 6, somebodys)
+    assert _rows(somebodys) == before
+
+
+def test_a_half_broken_step_3_script_is_never_planted_in_somebodys_taskdb(somebodys):
+    before = _rows(somebodys)
+    with pytest.raises(UnsafeTarget, match="did not create it"):
+        break_halfway(somebodys)
     assert _rows(somebodys) == before
 
 

@@ -19,6 +19,7 @@ from rollback_drill.runbook.drill import DrillProbes
 from rollback_drill.runbook.perform import BACKUP_WAIT_S
 from rollback_drill.runbook.targets import DrillTargets, record_targets
 from rollback_drill.taskdb import schema
+from rollback_drill.taskdb.identity import require_created_by_drill
 from rollback_drill.taskdb.providers import TaskDB
 from rollback_drill.timing.clock import Clock
 from rollback_drill.timing.wait import wait_until
@@ -35,7 +36,11 @@ STEPS_THE_WRONG_STEP_1_STANDS_FOR: Final = ("step-4", "step-5", "step-8")
 
 
 def break_halfway(db: TaskDB) -> None:
-    """A rollback script that drops one table, then another, committed, then fails: half a revert."""
+    """A rollback script that drops one table, then another, committed, then fails: half a revert.
+
+    A fault the drill plants, so only in a TaskDB the drill created, never in somebody's staging.
+    """
+    require_created_by_drill(db, "break Step 3's script halfway (DROP TABLE)")
     with db.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS model_routes")
         conn.execute("DROP TABLE repo_quotas")  # committed: autocommit, no transaction around it
